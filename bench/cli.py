@@ -1,0 +1,66 @@
+"""``taxbench`` command line.
+
+    taxbench run [hydra overrides]          one job (defaults: smollm2-135m, method none, suite default)
+    taxbench run -m [overrides]             a Hydra multirun (grid) over comma-separated values
+    taxbench leaderboard [--results DIR]    results/runs/*.json -> leaderboard.{md,csv} + plots
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from bench.errors import TaxbenchError
+
+USAGE = __doc__
+
+
+def _run(argv: list[str]) -> int:
+    import hydra
+    from omegaconf import DictConfig
+
+    from bench.models import CONF_DIR
+    from bench.run import run
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def job(cfg: DictConfig) -> None:
+        try:
+            run(cfg)
+        except TaxbenchError as exc:
+            logging.getLogger("taxbench").error("%s", exc)
+            print(f"taxbench: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    sys.argv = ["taxbench run", *argv]
+    job()
+    return 0
+
+
+def _leaderboard(argv: list[str]) -> int:
+    import argparse
+
+    from bench.leaderboard import main as leaderboard_main
+
+    parser = argparse.ArgumentParser(prog="taxbench leaderboard")
+    parser.add_argument("--results", default="results", help="results folder holding runs/ and records/")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    args = parser.parse_args(argv)
+    leaderboard_main(results_dir=args.results, n_boot=args.n_boot, seed=args.seed)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"run": _run, "leaderboard": _leaderboard}
+    if not argv or argv[0] not in commands:
+        print(USAGE, file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        return commands[argv[0]](argv[1:])
+    except TaxbenchError as exc:
+        print(f"taxbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

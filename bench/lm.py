@@ -1,0 +1,78 @@
+"""The scoring-LM protocol every benchmark talks to, and its value types.
+
+Benchmarks never touch a model directly: they build requests, make one call on a
+``ScoringLM`` and score the answers.  Debiasing methods that act at inference time
+(Self-Debias, INLP, SentenceDebias) are ``ScoringLM`` implementations wrapping
+another one, so every benchmark sees the debiased distribution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, Sequence, runtime_checkable
+
+import torch
+
+
+class Request(NamedTuple):
+    """Score ``continuation`` given ``context``.  An empty context means "start of text":
+    the continuation's first token is conditioned on the model's BOS / end-of-text token."""
+
+    context: str
+    continuation: str
+
+
+class Loglikelihood(NamedTuple):
+    """Answer to one ``Request``."""
+
+    logprob: float  # sum of log p(token) over the continuation's tokens (nats)
+    is_greedy: bool  # every continuation token is the argmax of its distribution
+    n_tokens: int  # number of continuation tokens scored
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """How to continue a prompt."""
+
+    max_new_tokens: int = 20  # tokens generated per continuation
+    num_samples: int = 1  # continuations per prompt (k)
+    do_sample: bool = True  # False: greedy decoding (then num_samples must be 1)
+    top_p: float = 0.9  # nucleus mass kept when sampling
+    temperature: float = 1.0  # softmax temperature when sampling
+    seed: int = 0  # sampling seed; the same seed gives the same continuations
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens <= 0:
+            raise ValueError(f"generation max_new_tokens must be > 0, got {self.max_new_tokens}")
+        if self.num_samples <= 0:
+            raise ValueError(f"generation num_samples must be > 0, got {self.num_samples}")
+        if not self.do_sample and self.num_samples != 1:
+            raise ValueError("greedy generation (do_sample=false) needs num_samples=1")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"generation top_p must be in (0, 1], got {self.top_p}")
+        if self.temperature <= 0:
+            raise ValueError(f"generation temperature must be > 0, got {self.temperature}")
+
+
+@runtime_checkable
+class ScoringLM(Protocol):
+    """What a benchmark may ask of a language model."""
+
+    name: str  # identity of the model (and method) being scored, for logs
+
+    def loglikelihood(self, requests: Sequence[Request]) -> list[Loglikelihood]:
+        """One answer per request, in request order."""
+        ...
+
+    def loglikelihood_rolling(self, texts: Sequence[str], max_length: int | None = None,
+                              stride: int | None = None) -> list[tuple[float, int]]:
+        """(sum log-prob, n_tokens) of each whole text, sliding windows of ``max_length``
+        tokens advanced by ``stride``; every token is scored exactly once."""
+        ...
+
+    def generate(self, prompts: Sequence[str], spec: GenerationSpec) -> list[list[str]]:
+        """``spec.num_samples`` continuations per prompt (decoded text, prompt excluded)."""
+        ...
+
+    def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
+        """Mean-pooled final hidden states (after any debiasing projection): [len(texts), H] fp32."""
+        ...

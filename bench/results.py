@@ -1,0 +1,90 @@
+"""Result files: one JSON document per run at ``<results_dir>/runs/<run_id>.json``
+plus its per-example records at ``<results_dir>/records/<run_id>.jsonl``.
+
+The records file is written first and the result file last, each atomically: a
+result file that exists is complete and its records are there.  ``run_id`` hashes
+everything that can change a number (model identity and settings, method config,
+benchmark configs, seed, code version), never paths, loggers or batch sizes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench import __version__
+from bench.errors import TaxbenchError
+from bench.io import atomic_write_bytes, atomic_write_json, stable_hash
+
+SCHEMA_VERSION = 1
+CODE_ROOTS = ("bench", "methods")
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def code_version() -> str:
+    """taxbench version + hash of the metric and method source files."""
+    h = hashlib.sha256()
+    for root in CODE_ROOTS:
+        for path in sorted((_REPO / root).rglob("*.py")):
+            h.update(path.relative_to(_REPO).as_posix().encode())
+            h.update(path.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def versions() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "taxbench": __version__,
+            "code_version": code_version(), "git_commit": git_commit(), "platform": platform.platform()}
+
+
+def run_id(numbers_config: dict[str, Any]) -> str:
+    return stable_hash(numbers_config, length=16)
+
+
+def run_paths(results_dir: Path, rid: str) -> tuple[Path, Path]:
+    results_dir = Path(results_dir)
+    return results_dir / "runs" / f"{rid}.json", results_dir / "records" / f"{rid}.jsonl"
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """Read a result file; an older schema is migrated, an unknown one refused with a message."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise TaxbenchError(f"result file {path} is not valid JSON (line {exc.lineno}): delete it to rerun") from exc
+    version = doc.get("schema_version", 0)
+    if version == 0 and "metrics" in doc:  # pre-release files: no schema_version, no metric_specs
+        doc = {**doc, "schema_version": SCHEMA_VERSION, "metric_specs": doc.get("metric_specs", {})}
+    elif version != SCHEMA_VERSION:
+        raise TaxbenchError(f"result file {path} has schema_version {version}; this taxbench reads "
+                            f"{SCHEMA_VERSION} (rerun with force=true to rewrite it)")
+    return doc
+
+
+def write_result(results_dir: Path, doc: dict[str, Any], records: list[dict[str, Any]]) -> Path:
+    result_path, records_path = run_paths(results_dir, doc["run_id"])
+    lines = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
+    atomic_write_bytes(records_path, lines.encode())
+    doc = {**doc, "records_path": f"../records/{records_path.name}"}
+    atomic_write_json(result_path, doc)
+    return result_path
+
+
+def new_document(rid: str, **fields: Any) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "run_id": rid,
+            "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **fields}

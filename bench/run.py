@@ -1,0 +1,132 @@
+"""One run: load a model, apply a debiasing method, run a suite of benchmarks, write
+the result file.  ``taxbench run [overrides]`` calls ``run(cfg)`` once per Hydra job.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from bench.data import DataRoot
+from bench.errors import ConfigError
+from bench.models import ModelConfig, load_model, model_configs, model_identity
+from bench.protocols import Benchmark, Method, MethodContext
+from bench.results import code_version, load_result, new_document, run_id, run_paths, versions, write_result
+from bench.validate import check_fields
+
+log = logging.getLogger("taxbench")
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[stage] = round(time.perf_counter() - start, 3)
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    return asdict(obj) if is_dataclass(obj) else dict(vars(obj))
+
+
+def build_model_config(cfg: DictConfig) -> ModelConfig:
+    raw = OmegaConf.to_container(cfg.model, resolve=True)
+    unknown = set(raw) - set(ModelConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(ModelConfig.__dataclass_fields__)}")
+    return ModelConfig(**raw)
+
+
+def _instantiate(node: DictConfig, what: str) -> Any:
+    try:
+        obj = instantiate(node, _convert_="all")
+    except Exception as exc:  # Hydra wraps the class's own error; surface its message
+        cause = exc.__cause__ or exc
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise ConfigError(f"{what}: {cause}") from exc
+    check_fields(obj, what)
+    return obj
+
+
+def build_benchmarks(cfg: DictConfig) -> dict[str, Benchmark]:
+    if not cfg.get("benchmarks"):
+        raise ConfigError("the suite selects no benchmarks (benchmarks is empty)")
+    benches = {name: _instantiate(node, f"benchmarks.{name}") for name, node in cfg.benchmarks.items()}
+    for name, bench in benches.items():
+        if not isinstance(bench, Benchmark):
+            raise ConfigError(f"benchmarks.{name}: {type(bench).__name__} has no evaluate(lm, data)")
+    return benches
+
+
+def numbers_config(cfg: DictConfig, model_cfg: ModelConfig, identity: str, method: Method,
+                   benchmarks: dict[str, Benchmark]) -> dict[str, Any]:
+    """Everything that can change a number of this run (hashed into run_id)."""
+    model = {k: v for k, v in asdict(model_cfg).items() if k not in ("batch_size", "device")}
+    return {"model": model, "model_identity": identity, "method": {"class": type(method).__name__, **_as_dict(method)},
+            "benchmarks": {n: {"class": type(b).__name__, **_as_dict(b)} for n, b in benchmarks.items()},
+            "seed": cfg.seed, "code_version": code_version()}
+
+
+def run(cfg: DictConfig) -> Path:
+    """Execute one job; returns the path of its result file (existing one when skipped)."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    os.environ["TAXBENCH_CACHE"] = str(cfg.paths.cache_dir)
+    model_cfg = build_model_config(cfg)
+    method: Method = _instantiate(cfg.method, "method")
+    benchmarks = build_benchmarks(cfg)
+    identity = model_identity(model_cfg, model_configs())
+    numbers = numbers_config(cfg, model_cfg, identity, method, benchmarks)
+    rid = run_id(numbers)
+    result_path, _ = run_paths(Path(cfg.paths.results_dir), rid)
+    if result_path.exists() and not cfg.force:
+        load_result(result_path)  # refuses a corrupt or unknown-schema file with a clear message
+        log.info("run %s exists (%s): skipped; force=true reruns it", rid, result_path)
+        return result_path
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tracker = instantiate(cfg.logger)
+    bias_type = getattr(method, "bias_type", None)
+    tracker.start(rid, resolved, group=cfg.get("experiment_name") or "adhoc", job_type=method.name,
+                  name=f"{model_cfg.name}/{method.name}" + (f"/{bias_type}" if bias_type else ""))
+    try:
+        data = DataRoot(cfg.paths.data_root, download=cfg.paths.download)
+        with _timed(timings, "load_model"):
+            loaded = load_model(model_cfg, model_configs())
+        ctx = MethodContext(data=data, cache_dir=Path(cfg.paths.cache_dir), seed=cfg.seed,
+                            code_version=code_version(), budget=cfg.get("train_budget", "cpu"))
+        with _timed(timings, "method"):
+            debiased = method.prepare(loaded, ctx)
+        metrics: dict[str, float] = {k: v for k, v in debiased.info.items() if isinstance(v, (int, float))}
+        specs, records, n, info = {}, [], {}, {"method": debiased.info}
+        for name, bench in benchmarks.items():
+            log.info("%s: running %s", rid, name)
+            with _timed(timings, name):
+                result = bench.evaluate(debiased.lm, data)
+            metrics.update(result.metrics)
+            specs.update({s.key: s.to_dict() for s in result.specs})
+            records.extend({"benchmark": name, **r} for r in result.records)
+            n[name] = result.n
+            info[name] = result.info
+            tracker.log(result.metrics)
+        timings["total"] = round(time.perf_counter() - start, 3)
+        doc = new_document(
+            rid, model={"name": model_cfg.name, "identity": identity},
+            method={"name": method.name, "bias_type": bias_type},
+            suite=cfg.get("suite_name"), seed=cfg.seed,
+            seeds={"run": cfg.seed, **{f"benchmarks.{k}": getattr(b, "seed", None) for k, b in benchmarks.items()}},
+            config=resolved, numbers_config=numbers, versions=versions(), data=data.checksums(),
+            metrics=metrics, metric_specs=specs, n=n, timings=timings, info=info)
+        path = write_result(Path(cfg.paths.results_dir), doc, records)
+        tracker.log({"timings/" + k: v for k, v in timings.items()})
+        log.info("wrote %s", path)
+        return path
+    finally:
+        tracker.finish()
