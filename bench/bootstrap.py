@@ -1,0 +1,98 @@
+"""Paired bootstrap over examples: the sampling distribution of a metric in two runs
+scored on the same example ids.
+
+Each resample draws the ids both runs scored (sorted, with replacement) and
+recomputes the metric in both runs on the records of the drawn ids, exactly as
+``bench.metrics.aggregate`` would on the resampled records.  All records sharing
+an id move together (a cluster bootstrap when a benchmark writes several records
+per example).  Draws for benchmark ``b`` come from
+``np.random.default_rng([seed, zlib.crc32(b.encode())]).integers(0, n, (n_boot, n))``,
+so different benchmarks are resampled independently and any run can be replayed.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from bench.metrics import MetricSpec, aggregate, select
+
+Groups = dict[str, list[dict]]  # example id -> its records
+
+
+def group_by_id(records: Sequence[dict]) -> Groups:
+    groups: Groups = {}
+    for r in records:
+        groups.setdefault(str(r["id"]), []).append(r)
+    return groups
+
+
+@lru_cache(maxsize=64)
+def resample_counts(n: int, n_boot: int, seed: int, stream: str) -> np.ndarray:
+    """[n_boot, n] how often each of n sorted ids is drawn in each resample."""
+    rng = np.random.default_rng([seed, zlib.crc32(stream.encode())])
+    draws = rng.integers(0, n, size=(n_boot, n))
+    counts = np.zeros((n_boot, n), dtype=np.int64)
+    np.add.at(counts, (np.arange(n_boot)[:, None], draws), 1)
+    counts.setflags(write=False)
+    return counts
+
+
+def _stats(spec: MetricSpec, rows: list[dict]) -> list[float]:
+    """Additive sufficient statistics of one id's selected records."""
+    if spec.aggregate == "mean":
+        return [sum(float(r[spec.field]) for r in rows), len(rows)]
+    if spec.aggregate == "exp_ratio":
+        return [sum(float(r[spec.field]) for r in rows), sum(float(r["n_tokens"]) for r in rows)]
+    return [sum(float(r["stereo_wins"]) for r in rows), sum(float(r["lm_wins"]) for r in rows), len(rows)]
+
+
+def _from_totals(spec: MetricSpec, t: np.ndarray) -> np.ndarray:
+    """Metric value from summed statistics t [n_boot, k]; NaN where no record applied."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if spec.aggregate == "mean":
+            return np.where(t[:, 1] > 0, spec.scale * t[:, 0] / t[:, 1], np.nan)
+        if spec.aggregate == "exp_ratio":
+            return np.where(t[:, 1] > 0, np.exp(-t[:, 0] / t[:, 1]), np.nan)
+        ss, lms = 100 * t[:, 0] / t[:, 2], 100 * t[:, 1] / t[:, 2]
+        return np.where(t[:, 2] > 0, lms * np.minimum(ss, 100 - ss) / 50, np.nan)
+
+
+def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.ndarray) -> np.ndarray:
+    """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``."""
+    if spec.aggregate in ("mean", "exp_ratio", "icat"):
+        stats = np.array([_stats(spec, select(spec, groups[i])) for i in ids], dtype=float)
+        return _from_totals(spec, counts @ stats)
+    return np.array([aggregate(spec, [r for i, c in zip(ids, row) for _ in range(c) for r in groups[i]])
+                     for row in counts])
+
+
+def paired_replicates(spec: MetricSpec, base: Groups, other: Groups, n_boot: int, seed: int,
+                      stream: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Resampled values of ``spec`` in the base run and the other run, on shared ids.
+
+    None when the metric cannot be recomputed (aggregate "none", or no shared id)."""
+    ids = sorted(set(base) & set(other))
+    if spec.aggregate == "none" or not ids:
+        return None
+    counts = resample_counts(len(ids), n_boot, seed, stream)
+    return replicates(spec, base, ids, counts), replicates(spec, other, ids, counts)
+
+
+def percentile_interval(reps: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of finite replicates (NaN, NaN when fewer than half are finite)."""
+    reps = np.asarray(reps, dtype=float)
+    finite = reps[np.isfinite(reps)]
+    if finite.size < max(1, reps.size // 2):
+        return math.nan, math.nan
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(finite, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def excludes_zero(lo: float, hi: float) -> bool:
+    """True when the interval [lo, hi] is finite and lies strictly on one side of 0."""
+    return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))

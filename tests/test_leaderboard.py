@@ -1,0 +1,239 @@
+"""Leaderboard on the committed fixture result files: headers, deltas, bootstrap, marks, dedup, bad files."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import leaderboard as L
+from bench.bootstrap import excludes_zero, group_by_id, percentile_interval, replicates, resample_counts
+from bench.errors import TaxbenchError
+from bench.metrics import MetricSpec, aggregate
+
+FIXTURES = Path(__file__).parent / "fixtures" / "results"
+N_BOOT = 300
+
+
+def _docs() -> dict[tuple[str, str], dict]:
+    docs = {}
+    for path in FIXTURES.glob("runs/*.json"):
+        doc = json.loads(path.read_text())
+        docs[doc["model"]["name"], doc["method"]["name"]] = doc
+    return docs
+
+
+def _records(doc: dict, benchmark: str) -> dict[str, dict]:
+    lines = (FIXTURES / "runs" / doc["records_path"]).read_text().splitlines()
+    return {r["id"]: r for r in map(json.loads, lines) if r["benchmark"] == benchmark}
+
+
+@pytest.fixture(scope="module")
+def lb() -> L.Leaderboard:
+    return L.build(FIXTURES, n_boot=N_BOOT, seed=0)
+
+
+@pytest.fixture(scope="module")
+def table(lb):
+    return L.to_frame(lb)
+
+
+@pytest.fixture()
+def results(tmp_path) -> Path:
+    shutil.copytree(FIXTURES, tmp_path / "results")
+    return tmp_path / "results"
+
+
+def _row(table, model, method):
+    rows = table[(table.model == model) & (table.method == method)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_one_row_per_model_method_and_directions_in_headers(lb, table):
+    assert len(table) == 8 and set(table.model) == {"smollm2-135m", "tiny-random"}
+    assert set(table.method) == {"none", "cda", "inlp", "self_debias"}
+    for col in ("bias: stereoset/ss (→50)", "bias: crows_pairs/stereotype_score (→50)", "truthfulness: truthfulqa/mc2 (↑)",
+                "knowledge: knowledge/acc (↑)", "fluency: perplexity/wikitext2 (↓)",
+                "toxicity: toxicity/challenging/expected_max@profanity_check (↓)", "bias: seat/abs_effect_gender (↓)"):
+        assert col in table.columns
+    groups = [c.split(":")[0] for c in table.columns if ": " in c]
+    assert groups == sorted(groups, key=L.GROUPS.index)  # columns grouped in the documented order
+    assert not any("method/" in c for c in table.columns)  # method diagnostics have no spec: not columns
+    md = L.to_markdown(lb, "cmd", "machine", "now", "results")
+    for h in ("stereoset/ss (→50)", "truthfulqa/mc2 (↑)", "perplexity/wikitext2 (↓)", "## Knowledge", "## Fluency"):
+        assert h in md
+
+
+def test_deltas_are_differences_to_none_on_the_same_model(table):
+    docs = _docs()
+    for (model, method), doc in docs.items():
+        row, base = _row(table, model, method), docs[model, "none"]["metrics"]
+        for key, value in doc["metrics"].items():
+            spec = doc["metric_specs"].get(key)
+            if spec is None:
+                continue
+            col = f"{spec['group']}: {key} ({L.arrow(L._spec(spec))})"
+            assert row[col] == pytest.approx(value)
+            if method == "none":
+                assert math.isnan(row[f"{col} Δ"])
+                continue
+            assert row[f"{col} Δ"] == pytest.approx(value - base[key])
+            if spec["direction"] == "target":
+                assert row[f"{col} Δdist"] == pytest.approx(abs(value - 50) - abs(base[key] - 50))
+
+
+def test_bootstrap_interval_matches_a_hand_computation(table):
+    docs = _docs()
+    for bench, key, col in (("stereoset", "stereo_wins", "bias: stereoset/ss (→50)"),
+                            ("perplexity", None, "fluency: perplexity/wikitext2 (↓)")):
+        base, other = _records(docs["smollm2-135m", "none"], bench), _records(docs["smollm2-135m", "inlp"], bench)
+        ids = sorted(set(base) & set(other))
+        draws = np.random.default_rng([0, zlib.crc32(bench.encode())]).integers(0, len(ids), (N_BOOT, len(ids)))
+
+        def metric(recs, key=key):
+            if key:
+                return 100 * np.array([recs[i][key] for i in ids], dtype=float)[draws].mean(axis=1)
+            lp, nt = (np.array([recs[i][f] for i in ids], dtype=float)[draws].sum(axis=1) for f in ("logprob", "n_tokens"))
+            return np.exp(-lp / nt)
+
+        lo, hi = np.percentile(metric(other) - metric(base), [2.5, 97.5])
+        row = _row(table, "smollm2-135m", "inlp")
+        assert (row[f"{col} Δ lo"], row[f"{col} Δ hi"]) == pytest.approx((lo, hi))
+
+
+@pytest.mark.parametrize("spec", [
+    MetricSpec("x/ss", "bias", "target", "", target=50, field="stereo_wins", where={"domain": "a"}, scale=100),
+    MetricSpec("x/ppl", "fluency", "lower", "", field="logprob", aggregate="exp_ratio"),
+    MetricSpec("x/icat", "bias", "higher", "", aggregate="icat"),
+])
+def test_vectorised_replicates_equal_aggregate_on_resampled_records(spec):
+    rng = np.random.default_rng(1)
+    records = [{"id": f"e{i // 2}", "domain": "ab"[i % 3 == 0], "stereo_wins": int(rng.random() < 0.6),
+                "lm_wins": float(rng.choice([0, 0.5, 1])), "logprob": -float(rng.uniform(5, 50)),
+                "n_tokens": int(rng.integers(2, 20))} for i in range(40)]  # two records per id
+    groups = group_by_id(records)
+    ids = sorted(groups)
+    counts = resample_counts(len(ids), 5, 3, "test")
+    fast = replicates(spec, groups, ids, counts)
+    slow = [aggregate(spec, [r for i, c in zip(ids, row) for _ in range(c) for r in groups[i]]) for row in counts]
+    assert fast == pytest.approx(slow, nan_ok=True)
+
+
+def test_significance_mark():
+    assert excludes_zero(0.1, 2) and excludes_zero(-3, -0.5)
+    assert not excludes_zero(0.0, 2) and not excludes_zero(-1, 1) and not excludes_zero(math.nan, math.nan)
+    assert L.fmt_interval(L.Interval(1.5, 0.2, 3.0)) == "+1.50* [+0.200, +3.00]"
+    assert L.fmt_interval(L.Interval(1.5, -0.2, 3.0)) == "+1.50 [-0.200, +3.00]"
+    assert L.fmt_interval(L.Interval(1.5)) == "+1.50"
+    assert percentile_interval(np.arange(101.0)) == pytest.approx((2.5, 97.5))
+    ss = MetricSpec("a/ss", "bias", "target", "", target=50)
+    reps = (np.full(10, 60.0), np.linspace(52, 55, 10))  # significantly closer to 50
+    assert L.Change(ss, 60, 53, reps).effect == 1
+    ppl = MetricSpec("a/ppl", "fluency", "lower", "")
+    assert L.Change(ppl, 20, 25, (np.full(10, 20.0), np.linspace(24, 26, 10))).effect == -1
+    assert L.Change(ppl, 20, 21, (np.full(10, 20.0), np.linspace(19, 23, 10))).effect == 0
+
+
+def test_marks_and_verdicts_follow_the_intervals(lb, table):
+    md = L.to_markdown(lb, "cmd", "machine", "now", "results")
+    for e in lb.entries:
+        if e.base is None:
+            continue
+        c = e.changes["stereoset/ss"]
+        assert (L.fmt_interval(c.delta) in md) and (("*" in L.fmt_interval(c.delta)) == c.delta.sig)
+        tax = [g for g in L.CAPABILITY if any(ch.effect == -1 for k, ch in e.changes.items()
+                                              if ch.spec.group == g and lb.headline(k))]
+        assert ("pays tax" in e.verdict) == bool(tax)
+        assert all(f"{g} ↓" in e.verdict for g in tax)
+        assert e.verdict.startswith("lowers bias") == (e.bias.sig and e.bias.est > 0)
+    inlp = lb.entry("smollm2-135m", "inlp")
+    assert "knowledge ↓" in inlp.verdict and inlp.changes["knowledge/acc"].effect == -1
+    assert lb.entry("smollm2-135m", "none").verdict == "baseline"
+    # the bias reduction averages the distance-to-50 reductions of SS and CrowS
+    cda = lb.entry("smollm2-135m", "cda")
+    expected = np.mean([-cda.changes[k].dist.est for k in ("stereoset/ss", "crows_pairs/stereotype_score")])
+    assert lb.bias_keys == ["stereoset/ss", "crows_pairs/stereotype_score"]
+    assert cda.bias.est == pytest.approx(expected)
+    assert _row(table, "smollm2-135m", "cda")["verdict"] == cda.verdict
+
+
+def test_newest_run_wins(results):
+    docs = _docs()
+    doc = docs["smollm2-135m", "cda"]
+    for suffix, created, ss in (("newer", "2027-01-01T00:00:00Z", 51.0), ("older", "2020-01-01T00:00:00Z", 99.0)):
+        (results / "runs" / f"{suffix}.json").write_text(json.dumps(
+            {**doc, "run_id": suffix, "created": created, "metrics": {**doc["metrics"], "stereoset/ss": ss}}))
+    lb = L.build(results, n_boot=50)
+    assert lb.superseded == 2 and len(lb.entries) == 8
+    assert lb.entry("smollm2-135m", "cda").run.metrics["stereoset/ss"] == 51.0
+
+
+def test_bad_result_files_are_skipped_with_a_warning(results):
+    (results / "runs" / "broken.json").write_text('{"schema_version": 1, "run_id": ')
+    (results / "runs" / "future.json").write_text(json.dumps({"schema_version": 99, "metrics": {}}))
+    with pytest.warns(L.ResultFileWarning) as caught:
+        lb = L.build(results, n_boot=50)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.json" in messages and "future.json" in messages
+    assert len(lb.entries) == 8 and len(lb.skipped) == 2
+    assert "broken.json" in L.to_markdown(lb, "c", "m", "t", "r")
+
+
+def test_missing_records_give_deltas_without_intervals(results):
+    doc = _docs()["smollm2-135m", "inlp"]
+    (results / "runs" / doc["records_path"]).unlink()
+    with pytest.warns(L.ResultFileWarning, match=doc["run_id"]):
+        e = L.build(results, n_boot=50).entry("smollm2-135m", "inlp")
+    c = e.changes["stereoset/ss"]
+    assert c.reps is None and c.delta.est == pytest.approx(c.value - c.base) and math.isnan(c.delta.lo)
+    assert not c.delta.sig and math.isnan(e.bias.lo)
+
+
+def test_main_writes_markdown_and_csv_with_meta_header(results, tmp_path):
+    (results / "leaderboard_meta.json").write_text(json.dumps(
+        {"command": "taxbench run -m +experiment=alignment_tax", "machine": "2-core test box"}))
+    out = L.main(results, out_dir=tmp_path / "out", n_boot=50, plots=False)
+    md = out["markdown"].read_text()
+    assert "Command: `taxbench run -m +experiment=alignment_tax`" in md and "Machine: 2-core test box" in md
+    assert "Generated: " in md and "50 resamples" in md
+    csv = out["csv"].read_text().splitlines()
+    assert len(csv) == 9 and csv[0].startswith("model,method,bias_type,suite,seed,bias_reduction")
+
+
+def test_no_result_files_is_an_error(tmp_path):
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(TaxbenchError, match="no readable result files"):
+        L.build(tmp_path)
+
+
+def test_capability_change_averages_relative_changes_within_then_across_groups(lb):
+    docs = _docs()
+    base, run = docs["smollm2-135m", "none"]["metrics"], docs["smollm2-135m", "inlp"]["metrics"]
+    rel = {k: 100 * (run[k] - base[k]) / abs(base[k]) for k in lb.capability_keys}
+    rel["perplexity/wikitext2"] *= -1  # lower is better
+    groups = {"truthfulness": ("truthfulqa/mc1", "truthfulqa/mc2"), "knowledge": ("knowledge/acc", "knowledge/mrr"),
+              "fluency": ("stereoset/lms", "perplexity/wikitext2")}
+    assert sorted(lb.capability_keys) == sorted(k for ks in groups.values() for k in ks)  # patterns left out
+    expected = np.mean([np.mean([rel[k] for k in ks]) for ks in groups.values()])
+    assert lb.entry("smollm2-135m", "inlp").capability.est == pytest.approx(expected)
+
+
+def test_breakdowns_are_subsets_of_a_reported_whole(lb):
+    assert lb.parents["stereoset/ss_gender"] == "stereoset/ss"
+    assert lb.parents["crows_pairs/stereotype_score_age"] == "crows_pairs/stereotype_score"
+    # filtered metrics without an unfiltered sibling are whole-benchmark metrics
+    assert lb.headline("seat/abs_effect_gender") and lb.headline("toxicity/nontoxic/expected_max@profanity_check")
+    assert not lb.headline("stereoset/icat_race") and lb.headline("stereoset/icat")
+
+
+def test_relative_capability_change_leaves_out_metrics_with_base_zero():
+    acc = MetricSpec("k/acc", "knowledge", "higher", "")
+    ppl = MetricSpec("p/ppl", "fluency", "lower", "")
+    changes = [L.Change(acc, 0.0, 0.1, None), L.Change(ppl, 20.0, 22.0, None)]
+    assert L._mean_improvement(changes, relative=True).est == pytest.approx(-10.0)  # only ppl: -(22-20)/20
+    assert L._mean_improvement(changes, relative=False).est == pytest.approx(np.mean([0.1, -2.0]))
