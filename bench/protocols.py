@@ -47,6 +47,7 @@ class MethodContext:
 class Debiased:
     lm: ScoringLM  # what the benchmarks score
     info: dict[str, Any] = field(default_factory=dict)  # "method/<key>": value, recorded in the result file
+    specs: list[MetricSpec] = field(default_factory=list)  # specs of the numeric info values reported as metrics
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from bench.data import DataRoot
+from bench.data import DataRoot, data_manifest_digest
 from bench.errors import ConfigError
 from bench.models import ModelConfig, load_model, model_configs, model_identity
 from bench.protocols import Benchmark, Method, MethodContext
@@ -56,12 +56,24 @@ def _instantiate(node: DictConfig, what: str) -> Any:
 
 
 def build_benchmarks(cfg: DictConfig) -> dict[str, Benchmark]:
+    """The suite's benchmarks, or the subset named by ``only``."""
     if not cfg.get("benchmarks"):
         raise ConfigError("the suite selects no benchmarks (benchmarks is empty)")
-    benches = {name: _instantiate(node, f"benchmarks.{name}") for name, node in cfg.benchmarks.items()}
+    names = list(cfg.benchmarks)
+    only = cfg.get("only")
+    if only:
+        only = [only] if isinstance(only, str) else list(only)
+        unknown = [b for b in only if b not in names]
+        if unknown:
+            raise ConfigError(f"unknown benchmark(s) {unknown} in only=...; valid names: {names}")
+        names = only
+    benches = {name: _instantiate(cfg.benchmarks[name], f"benchmarks.{name}") for name in names}
     for name, bench in benches.items():
         if not isinstance(bench, Benchmark):
             raise ConfigError(f"benchmarks.{name}: {type(bench).__name__} has no evaluate(lm, data)")
+        n = getattr(bench, "n", None)
+        if n is not None and n <= 0:
+            raise ConfigError(f"benchmarks.{name}.n must be > 0 (or null for all examples), got {n}")
     return benches
 
 
@@ -71,13 +83,15 @@ def numbers_config(cfg: DictConfig, model_cfg: ModelConfig, identity: str, metho
     model = {k: v for k, v in asdict(model_cfg).items() if k not in ("batch_size", "device")}
     return {"model": model, "model_identity": identity, "method": {"class": type(method).__name__, **_as_dict(method)},
             "benchmarks": {n: {"class": type(b).__name__, **_as_dict(b)} for n, b in benchmarks.items()},
-            "seed": cfg.seed, "code_version": code_version()}
+            "data_manifest": data_manifest_digest(), "seed": cfg.seed, "code_version": code_version()}
 
 
 def run(cfg: DictConfig) -> Path:
     """Execute one job; returns the path of its result file (existing one when skipped)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     os.environ["TAXBENCH_CACHE"] = str(cfg.paths.cache_dir)
     model_cfg = build_model_config(cfg)
     method: Method = _instantiate(cfg.method, "method")
@@ -100,12 +114,13 @@ def run(cfg: DictConfig) -> Path:
         data = DataRoot(cfg.paths.data_root, download=cfg.paths.download)
         with _timed(timings, "load_model"):
             loaded = load_model(model_cfg, model_configs())
-        ctx = MethodContext(data=data, cache_dir=Path(cfg.paths.cache_dir), seed=cfg.seed,
+        ctx = MethodContext(data=data, cache_dir=Path(cfg.paths.artifacts_dir), seed=cfg.seed,
                             code_version=code_version(), budget=cfg.get("train_budget", "cpu"))
         with _timed(timings, "method"):
             debiased = method.prepare(loaded, ctx)
-        metrics: dict[str, float] = {k: v for k, v in debiased.info.items() if isinstance(v, (int, float))}
-        specs, records, n, info = {}, [], {}, {"method": debiased.info}
+        specs = {s.key: s.to_dict() for s in debiased.specs}
+        metrics: dict[str, float] = {k: debiased.info[k] for k in specs if k in debiased.info}
+        records, n, info = [], {}, {"method": debiased.info}
         for name, bench in benchmarks.items():
             log.info("%s: running %s", rid, name)
             with _timed(timings, name):

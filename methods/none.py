@@ -1,0 +1,17 @@
+"""The no-op baseline: the model as loaded, which every other method is compared with."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from bench.hf_lm import HFScoringLM
+from bench.models import LoadedModel
+from bench.protocols import Debiased, MethodContext
+
+
+@dataclass
+class NoMethod:
+    name: ClassVar[str] = "none"
+
+    def prepare(self, loaded: LoadedModel, ctx: MethodContext) -> Debiased:
+        return Debiased(HFScoringLM(loaded))

@@ -1,0 +1,179 @@
+"""Self-Debias (Schick, Udupa & Schütze, TACL 2021): a decoding-time method, no weights change.
+
+For each debiasing prefix y_i the model also computes p(w | y_i ⊕ x) beside p(w | x);
+Δ(w) = max_i p(w | y_i ⊕ x) − p(w | x), α(w) = max(exp(−λ·max(Δ(w), 0)), ε) and
+p̃(w) ∝ α(w)·p(w).  Every benchmark sees p̃: each scored token's log-probability (summed into
+log-likelihoods and rolling perplexities, and the greedy check) and each sampled token.
+
+Which prefixes.  bias-bench scores StereoSet and CrowS-Pairs under the single bias prefix
+of the bias type ("The following text discriminates against people because of their
+{gender | race/color | religion}: "); Schick et al. generate RealToxicityPrompts continuations
+under the six toxicity prefixes.  Default here: the bias prefix for every log-likelihood
+(StereoSet, CrowS, TruthfulQA, knowledge, perplexity) and the toxicity prefixes for
+generation; both sets are configurable (``scoring_prefixes``, ``generation_prefixes``).
+
+Token level.  A prefixed pair is the prefix's tokens followed by the context's (after the
+sentence-start token when the context starts with it), as bias-bench prepends the encoded
+prefix to the encoded text; in generation the prefix text is prepended to the prompt text
+(Schick et al.).  Contexts too long for the window lose tokens from the left of the text,
+never the prefix; rolling windows shrink by the longest prefix when the model window
+requires it.  The plain and prefixed passes of a chunk of requests run in one
+``token_logprobs`` call.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Sequence
+
+import torch
+
+from bench.errors import ConfigError
+from bench.hf_lm import HFScoringLM, TokenPair
+from bench.lm import GenerationSpec, Loglikelihood, Request
+from bench.models import LoadedModel
+from bench.protocols import Debiased, MethodContext
+from bench.validate import check_fields
+
+TOXICITY_PREFIXES = tuple(f"The following text contains {what}:\n" for what in (
+    "rude, disrespectful, or unreasonable language",
+    "very hateful, aggressive, disrespectful language",
+    "sexually explicit language",
+    "a threat",
+    "negative or hateful language targeting someone because of their identity",
+    "swear words, curse words, or other obscene or profane language",
+))
+BIAS_WORDING = {"gender": "gender", "race": "race/color", "religion": "religion"}
+PREFIX_SETS = ("bias", "toxicity")
+
+
+def bias_prefix(bias_type: str) -> str:
+    return f"The following text discriminates against people because of their {BIAS_WORDING[bias_type]}: "
+
+
+def debias_logprobs(plain: torch.Tensor, prefixed: torch.Tensor, lam: float, eps: float) -> torch.Tensor:
+    """log p̃ [..., V] from log p(w|x) ``plain`` [..., V] and log p(w|y_i ⊕ x) ``prefixed`` [P, ..., V]:
+    p̃ ∝ α·p with α = max(exp(−λ·max(Δ, 0)), ε), Δ = max_i p(w|y_i ⊕ x) − p(w|x)."""
+    delta = (prefixed.exp().amax(0) - plain.exp()).clamp_min(0.0)
+    scores = plain + torch.clamp(-lam * delta, min=math.log(eps))
+    return scores - torch.logsumexp(scores, dim=-1, keepdim=True)
+
+
+class SelfDebiasLM:
+    """A ``ScoringLM`` whose every next-token distribution is Self-Debias's p̃ (wraps an
+    ``HFScoringLM``; ``hidden_states`` are the plain model's)."""
+
+    def __init__(self, lm: HFScoringLM, scoring_prefixes: Sequence[str], generation_prefixes: Sequence[str],
+                 lam: float = 50.0, epsilon: float = 0.01, max_floats: int = 1 << 26):
+        if not scoring_prefixes or not generation_prefixes:
+            raise ConfigError("Self-Debias needs at least one scoring and one generation prefix")
+        self.lm = lm
+        self.name = f"{lm.name}+self_debias"
+        self.lam, self.epsilon = lam, epsilon
+        self.scoring_ids = [tuple(lm.encode(p)) for p in scoring_prefixes]
+        self.generation_prefixes = list(generation_prefixes)
+        self.max_floats = max_floats  # bound on the log-prob rows held at once (memory)
+
+    # ------------------------------------------------------------------- scoring
+    def prefixed(self, pair: TokenPair, prefix_ids: tuple[int, ...]) -> TokenPair:
+        """``prefix_ids`` inserted before the context's text (after a leading sentence-start token),
+        the text left-truncated so the pair fits the model window."""
+        ctx, cont = pair
+        head = ctx[:1] if ctx[:1] == (self.lm.prefix_id,) else ()
+        text = ctx[len(head):]
+        room = self.lm.max_length - len(cont) - len(head) - len(prefix_ids)
+        if room < 0:
+            raise ConfigError(f"a {len(cont)}-token continuation and a {len(prefix_ids)}-token Self-Debias prefix "
+                              f"do not fit model.max_length={self.lm.max_length}")
+        return head + prefix_ids + text[max(0, len(text) - room):], cont
+
+    def _chunks(self, pairs: Sequence[TokenPair]):
+        """Consecutive runs of pairs whose plain + prefixed log-prob rows fit ``max_floats``."""
+        per_token = (1 + len(self.scoring_ids)) * self.lm.model.get_output_embeddings().weight.shape[0]
+        chunk, floats = [], 0
+        for pair in pairs:
+            need = per_token * len(pair[1])
+            if chunk and floats + need > self.max_floats:
+                yield chunk
+                chunk, floats = [], 0
+            chunk.append(pair)
+            floats += need
+        if chunk:
+            yield chunk
+
+    def _score(self, pairs: Sequence[TokenPair], reduce: Callable[[torch.Tensor, torch.Tensor], object]) -> list:
+        """``reduce(log p̃ [m, V], targets [m])`` per pair, in order; the plain and prefixed pairs of
+        a chunk share one ``token_logprobs`` call."""
+        P, out = len(self.scoring_ids), []
+        for chunk in self._chunks(pairs):
+            lps = self.lm.token_logprobs(chunk + [self.prefixed(p, ids) for p in chunk for ids in self.scoring_ids])
+            for j, (_, cont) in enumerate(chunk):
+                prefixed = torch.stack(lps[len(chunk) + j * P: len(chunk) + (j + 1) * P])
+                out.append(reduce(debias_logprobs(lps[j], prefixed, self.lam, self.epsilon), torch.tensor(cont)))
+        return out
+
+    def loglikelihood(self, requests: Sequence[Request]) -> list[Loglikelihood]:
+        def reduce(lp: torch.Tensor, targets: torch.Tensor) -> Loglikelihood:
+            picked = lp.gather(-1, targets[:, None])[:, 0]
+            return Loglikelihood(float(picked.sum()), bool((lp.argmax(-1) == targets).all()), len(targets))
+
+        return self._score([self.lm.encode_pair(r) for r in requests], reduce)
+
+    def loglikelihood_rolling(self, texts: Sequence[str], max_length: int | None = None,
+                              stride: int | None = None) -> list[tuple[float, int]]:
+        longest = max(len(ids) for ids in self.scoring_ids)
+        window = min(max_length or self.lm.max_length, self.lm.max_length - longest - 1)
+        stride = min(stride, window) if stride else None
+        windows, owner = [], []
+        for i, text in enumerate(texts):
+            for w in self.lm.rolling_windows(text, window, stride):
+                windows.append(w)
+                owner.append(i)
+        sums = self._score(windows, lambda lp, t: float(lp.gather(-1, t[:, None]).sum()))
+        totals = [[0.0, 0] for _ in texts]
+        for i, s, (_, cont) in zip(owner, sums, windows):
+            totals[i][0] += s
+            totals[i][1] += len(cont)
+        return [(s, n) for s, n in totals]
+
+    # ---------------------------------------------------------------- generation
+    def combine(self, logprobs: torch.Tensor) -> torch.Tensor:
+        """[B, 1 + P, k, V] log-probs of (plain, prefixed...) streams -> log p̃ [B, k, V]."""
+        return debias_logprobs(logprobs[:, 0], logprobs[:, 1:].movedim(1, 0), self.lam, self.epsilon)
+
+    def generate(self, prompts: Sequence[str], spec: GenerationSpec) -> list[list[str]]:
+        variants = [[p] + [prefix + p for prefix in self.generation_prefixes] for p in prompts]
+        return self.lm.sample(variants, spec, combine=self.combine)
+
+    def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.lm.hidden_states(texts)
+
+
+@dataclass
+class SelfDebias:
+    name: ClassVar[str] = "self_debias"
+    bias_type: str = "gender"  # gender | race | religion: wording of the bias prefix ("race/color" for race)
+    lam: float = 50.0  # decay constant λ in α(w) = max(exp(−λ·max(Δ(w), 0)), ε)
+    epsilon: float = 0.01  # floor ε of α(w): no probability shrinks by more than this factor
+    scoring_prefixes: str = "bias"  # bias | toxicity: prefixes behind every log-likelihood (bias-bench: bias)
+    generation_prefixes: str = "toxicity"  # toxicity | bias: prefixes behind sampling (Schick et al.: toxicity)
+
+    def __post_init__(self) -> None:
+        check_fields(self, "method")
+        if self.bias_type not in BIAS_WORDING:
+            raise ConfigError(f"method.bias_type={self.bias_type!r} is not one of {list(BIAS_WORDING)}")
+        for key in ("scoring_prefixes", "generation_prefixes"):
+            if getattr(self, key) not in PREFIX_SETS:
+                raise ConfigError(f"method.{key}={getattr(self, key)!r} is not one of {list(PREFIX_SETS)}")
+        if self.lam < 0:
+            raise ConfigError(f"method.lam must be >= 0, got {self.lam}")
+        if not 0.0 < self.epsilon <= 1.0:
+            raise ConfigError(f"method.epsilon must be in (0, 1], got {self.epsilon}")
+
+    def prefixes(self, which: str) -> list[str]:
+        return [bias_prefix(self.bias_type)] if which == "bias" else list(TOXICITY_PREFIXES)
+
+    def prepare(self, loaded: LoadedModel, ctx: MethodContext) -> Debiased:
+        scoring, generation = self.prefixes(self.scoring_prefixes), self.prefixes(self.generation_prefixes)
+        lm = SelfDebiasLM(HFScoringLM(loaded), scoring, generation, self.lam, self.epsilon)
+        return Debiased(lm, {"method/scoring_prefix_texts": scoring, "method/generation_prefix_texts": generation})
