@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from tqdm import tqdm
 
 from bench.errors import DataError
-from bench.io import atomic_write_bytes, sha256_file
+from bench.io import atomic_write_bytes, sha256_file, stable_hash
 
 log = logging.getLogger(__name__)
 MANIFEST = Path(__file__).with_name("data_files.json")
@@ -41,6 +41,11 @@ class DataFile:
 def load_manifest(manifest: Path = MANIFEST) -> dict[str, DataFile]:
     entries = json.loads(Path(manifest).read_text())
     return {e["path"]: DataFile(**e) for e in entries}
+
+
+def data_manifest_digest(manifest: Path = MANIFEST) -> str:
+    """Hash of every declared (path, sha256): changes when any benchmark file changes."""
+    return stable_hash(sorted((f.path, f.sha256) for f in load_manifest(manifest).values()))
 
 
 def default_root() -> Path:
@@ -81,6 +86,9 @@ class DataRoot:
         return dict(sorted(self._verified.items()))
 
     def _fetch(self, spec: DataFile, local: Path) -> None:
+        mirror = os.environ.get("TAXBENCH_DATA_MIRROR")  # e.g. an institute-internal copy of the data root
+        if mirror:
+            spec = DataFile(spec.path, f"{mirror.rstrip('/')}/{spec.path}", spec.sha256)
         log.info("downloading %s from %s", spec.path, spec.url)
         try:
             with urllib.request.urlopen(spec.url, timeout=self.timeout_s) as resp:
