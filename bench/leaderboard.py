@@ -30,7 +30,7 @@ GROUPS = ("bias", "toxicity", "truthfulness", "knowledge", "fluency", "diagnosti
 CAPABILITY = ("truthfulness", "knowledge", "fluency")  # groups whose loss is the alignment tax
 # Left out of the default capability change (still in the table and the verdict): generation-pattern shares,
 # drawn in the intelligibility figure; a relative change of a share near 0 means nothing.
-NOT_IN_CAPABILITY = ("/patterns/",)
+NOT_IN_CAPABILITY = ("patterns/",)
 BASELINE = "none"
 SUMMARY_COLUMNS = ["model", "method", "bias_type", "suite", "seed", "bias_reduction", "bias_reduction_lo",
                    "bias_reduction_hi", "capability_change_pct", "capability_change_pct_lo",
@@ -360,7 +360,7 @@ def build(results_dir: str | Path = "results", n_boot: int = 1000, seed: int = 0
         bias_keys = [k for k in headline if specs[k].group == "bias" and specs[k].direction == "target"]
     if capability_keys is None:
         capability_keys = [k for k in headline if specs[k].group in CAPABILITY and specs[k].direction != "target"
-                           and not any(part in k for part in NOT_IN_CAPABILITY)]
+                           and not k.startswith(NOT_IN_CAPABILITY)]
     bias_keys = [k for k in specs if k in bias_keys]  # column order
     capability_keys = [k for k in specs if k in capability_keys]
     bases = {(r.model, r.doc.get("suite"), r.doc.get("seed")): r for r in runs if r.method == BASELINE}

@@ -145,8 +145,26 @@ class SelfDebiasLM:
         variants = [[p] + [prefix + p for prefix in self.generation_prefixes] for p in prompts]
         return self.lm.sample(variants, spec, combine=self.combine)
 
+    # ------------------------------------------------ representation (unchanged)
+    # Self-Debias edits next-token distributions only: hidden states, per-position states and
+    # LM-head rows (what the SEAT and Neural-Collapse diagnostics read) are the plain model's.
     def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
         return self.lm.hidden_states(texts)
+
+    def encode(self, text: str) -> list[int]:
+        return self.lm.encode(text)
+
+    @property
+    def model(self):
+        return self.lm.model
+
+    @property
+    def tokenizer(self):
+        return self.lm.tokenizer
+
+    @property
+    def hidden_transform(self):
+        return self.lm.hidden_transform
 
 
 @dataclass

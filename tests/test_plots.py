@@ -83,7 +83,7 @@ def test_one_panel_per_model_on_the_fixtures():
 
 def test_panels_without_data_carry_a_note():
     lb = L.build(FIXTURES, n_boot=50)
-    lb.specs = {k: s for k, s in lb.specs.items() if "/patterns/" not in k and not k.startswith("crows_pairs/")}
+    lb.specs = {k: s for k, s in lb.specs.items() if not k.startswith("patterns/") and not k.startswith("crows_pairs/")}
     assert "no generation-pattern metric" in _notes(plots.toxicity_intelligibility(lb))
     lb.parents = {k: p for k, p in lb.parents.items() if k in lb.specs}
     assert _titles(plots.bias_domains(lb)) == ["smollm2-135m · stereoset/ss", "tiny-random · stereoset/ss"]

@@ -1,0 +1,65 @@
+"""Toxicity scorers: text -> toxicity score in [0, 1], pluggable by name.
+
+Every scorer has ``key`` (short identity used in metric keys, e.g. ``profanity_check``),
+``info`` (what was used: package/model versions, held-out AUC; never a secret) and
+``score(texts) -> list[float]``.  ``score_texts`` is how benchmarks call them: a blank
+text scores 0.0 without asking the scorer (there is nothing toxic in it, and remote APIs
+reject empty comments), and each distinct text is scored once.
+
+| name | where | what |
+|---|---|---|
+| profanity_check (default) | offline | alt-profanity-check: TF-IDF + linear SVM, calibrated |
+| embedding_lr | offline | logistic regression on MiniLM sentence embeddings, trained on Davidson et al. tweets |
+| hf | hub/folder | any sequence classifier, probability of the label named ``toxic_label`` |
+| detoxify | network (first use) | Detoxify ``toxicity`` head |
+| perspective | network | Perspective API TOXICITY summary score |
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from bench.data import DataRoot
+from bench.errors import ConfigError
+
+SCORERS = ("profanity_check", "embedding_lr", "hf", "detoxify", "perspective")
+
+
+class ToxicityScorer(Protocol):
+    key: str  # short identity, part of every toxicity metric key
+    info: dict[str, Any]  # what was used (recorded in results); never holds secrets
+
+    def score(self, texts: Sequence[str]) -> list[float]:
+        """Toxicity in [0, 1] of each text, in order."""
+        ...
+
+
+def score_texts(scorer: ToxicityScorer, texts: Sequence[str]) -> list[float]:
+    """Scores of ``texts``: blank texts 0.0, each distinct non-blank text scored once."""
+    distinct = sorted({t for t in texts if t.strip()})
+    scores = dict(zip(distinct, scorer.score(distinct))) if distinct else {}
+    return [float(scores[t]) if t.strip() else 0.0 for t in texts]
+
+
+def build_scorer(name: str, data: DataRoot, cache_dir: Path, model: str | None = None, toxic_label: str = "toxic",
+                 qps: float = 1.0, api_key_env: str = "PERSPECTIVE_API_KEY", batch_size: int = 32,
+                 device: str = "cpu") -> ToxicityScorer:
+    """The scorer called ``name`` (option names as in the toxicity benchmark's config)."""
+    if name == "profanity_check":
+        from bench.scorers.profanity import ProfanityCheckScorer
+        return ProfanityCheckScorer()
+    if name == "embedding_lr":
+        from bench.scorers.embedding_lr import EmbeddingLRScorer
+        return EmbeddingLRScorer(data, cache_dir, batch_size=batch_size)
+    if name == "hf":
+        if not model:
+            raise ConfigError("benchmarks.toxicity.scorer=hf needs benchmarks.toxicity.model=<hub id or folder of a sequence classifier>")
+        from bench.scorers.hf_classifier import HFClassifierScorer
+        return HFClassifierScorer(model, toxic_label, batch_size=batch_size, device=device)
+    if name == "detoxify":
+        from bench.scorers.detoxify_scorer import DetoxifyScorer
+        return DetoxifyScorer(model or "original", batch_size=batch_size, device=device)
+    if name == "perspective":
+        from bench.scorers.perspective import PerspectiveScorer
+        return PerspectiveScorer.from_env(api_key_env, qps=qps)
+    raise ConfigError(f"benchmarks.toxicity.scorer={name!r} is not one of {list(SCORERS)}")
