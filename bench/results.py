@@ -21,15 +21,19 @@ from bench.errors import TaxbenchError
 from bench.io import atomic_write_bytes, atomic_write_json, stable_hash
 
 SCHEMA_VERSION = 1
-CODE_ROOTS = ("bench", "methods")
+# Source files whose change can change a number (reporting code - leaderboard, plots, CLI - is left out,
+# so editing a figure does not invalidate finished runs).
+NUMBERS_CODE = ("bench/lm.py", "bench/hf_lm.py", "bench/models.py", "bench/data.py", "bench/data_files.json",
+                "bench/metrics.py", "bench/tasks", "bench/scorers", "methods")
 _REPO = Path(__file__).resolve().parent.parent
 
 
 def code_version() -> str:
-    """taxbench version + hash of the metric and method source files."""
+    """taxbench version + hash of the scoring, metric and method source files."""
     h = hashlib.sha256()
-    for root in CODE_ROOTS:
-        for path in sorted((_REPO / root).rglob("*.py")):
+    for entry in NUMBERS_CODE:
+        root = _REPO / entry
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
             h.update(path.relative_to(_REPO).as_posix().encode())
             h.update(path.read_bytes())
     return f"{__version__}+{h.hexdigest()[:12]}"
@@ -43,13 +47,13 @@ def git_commit() -> str | None:
         return None
 
 
-def versions() -> dict[str, Any]:
+def versions(code: str) -> dict[str, Any]:
     import torch
     import transformers
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "taxbench": __version__,
-            "code_version": code_version(), "git_commit": git_commit(), "platform": platform.platform()}
+            "code_version": code, "git_commit": git_commit(), "platform": platform.platform()}
 
 
 def run_id(numbers_config: dict[str, Any]) -> str:

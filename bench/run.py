@@ -78,12 +78,12 @@ def build_benchmarks(cfg: DictConfig) -> dict[str, Benchmark]:
 
 
 def numbers_config(cfg: DictConfig, model_cfg: ModelConfig, identity: str, method: Method,
-                   benchmarks: dict[str, Benchmark]) -> dict[str, Any]:
+                   benchmarks: dict[str, Benchmark], code: str) -> dict[str, Any]:
     """Everything that can change a number of this run (hashed into run_id)."""
     model = {k: v for k, v in asdict(model_cfg).items() if k not in ("batch_size", "device")}
     return {"model": model, "model_identity": identity, "method": {"class": type(method).__name__, **_as_dict(method)},
             "benchmarks": {n: {"class": type(b).__name__, **_as_dict(b)} for n, b in benchmarks.items()},
-            "data_manifest": data_manifest_digest(), "seed": cfg.seed, "code_version": code_version()}
+            "data_manifest": data_manifest_digest(), "seed": cfg.seed, "code_version": code}
 
 
 def run(cfg: DictConfig) -> Path:
@@ -97,7 +97,8 @@ def run(cfg: DictConfig) -> Path:
     method: Method = _instantiate(cfg.method, "method")
     benchmarks = build_benchmarks(cfg)
     identity = model_identity(model_cfg, model_configs())
-    numbers = numbers_config(cfg, model_cfg, identity, method, benchmarks)
+    code = code_version()  # read once: the files may change while a long job runs
+    numbers = numbers_config(cfg, model_cfg, identity, method, benchmarks, code)
     rid = run_id(numbers)
     result_path, _ = run_paths(Path(cfg.paths.results_dir), rid)
     if result_path.exists() and not cfg.force:
@@ -115,7 +116,7 @@ def run(cfg: DictConfig) -> Path:
         with _timed(timings, "load_model"):
             loaded = load_model(model_cfg, model_configs())
         ctx = MethodContext(data=data, cache_dir=Path(cfg.paths.artifacts_dir), seed=cfg.seed,
-                            code_version=code_version(), budget=cfg.get("train_budget", "cpu"))
+                            code_version=code, budget=cfg.get("train_budget", "cpu"))
         with _timed(timings, "method"):
             debiased = method.prepare(loaded, ctx)
         specs = {s.key: s.to_dict() for s in debiased.specs}
@@ -137,7 +138,7 @@ def run(cfg: DictConfig) -> Path:
             method={"name": method.name, "bias_type": bias_type},
             suite=cfg.get("suite_name"), seed=cfg.seed,
             seeds={"run": cfg.seed, **{f"benchmarks.{k}": getattr(b, "seed", None) for k, b in benchmarks.items()}},
-            config=resolved, numbers_config=numbers, versions=versions(), data=data.checksums(),
+            config=resolved, numbers_config=numbers, versions=versions(code), data=data.checksums(),
             metrics=metrics, metric_specs=specs, n=n, timings=timings, info=info)
         path = write_result(Path(cfg.paths.results_dir), doc, records)
         tracker.log({"timings/" + k: v for k, v in timings.items()})
