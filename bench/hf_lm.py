@@ -1,18 +1,36 @@
-"""``ScoringLM`` over a Hugging Face causal LM: batched, shared-context scoring and
-batched k-sample generation, all under ``torch.inference_mode()``.
+"""``ScoringLM`` over a Hugging Face causal LM: prefix-sharing batched scoring and batched
+k-sample generation, all under ``torch.inference_mode()``.
 
-Scoring engine.  Requests are tokenised as lm-evaluation-harness does (trailing
-context whitespace moves to the continuation; the continuation's tokens are the
-whole text's tokens after the context's; an empty context is the sentence-start
-token), then grouped by context.  Each distinct context runs once; its key/value
-cache is expanded over batches of its continuations (sorted by length, right
-padded), so a question with twelve answer choices costs one context pass instead
-of twelve.  Results equal scoring every request alone up to float rounding.
+Scoring engine.  Requests are tokenised as lm-evaluation-harness does (trailing context
+whitespace moves to the continuation; the continuation's tokens are the whole text's
+tokens after the context's; an empty context is the sentence-start token).  Each distinct
+request reads x = context + continuation[:-1] and needs the logits at x's last m positions.
+Requests are sorted by x, and work that inputs share is done once, in three levels:
 
-Generation engine.  Prompts are left padded and encoded once per batch; the cache
-is expanded to k samples per prompt and decoded token by token with nucleus
-sampling.  Each prompt draws its uniforms from its own generator seeded by
-(spec.seed, prompt index), so continuations do not depend on batch composition.
+* stem: a run of inputs sharing >= ``STEM_MIN`` tokens (TruthfulQA's 6-shot primer) runs
+  its common prefix once, batch 1;
+* groups: under a stem, inputs are split into groups sharing a prefix (a question's
+  context; the words two CrowS sentences share), chosen by a dynamic programme over the
+  inputs' prefix tree that minimises tokens run; group prefixes run batched against the
+  stem's key/value cache (expanded, not copied);
+* rows: each input's remaining tokens run batched against its group's cache rows (padding
+  between a group prefix and its rows is masked; positions are passed explicitly).
+
+Passes are chunked by a dynamic programme over length-sorted units (at most
+``batch_size`` sequences) that minimises padded tokens plus a per-pass cost.  Logits are
+projected only at the positions that predict continuation tokens (``logits_to_keep``
+mask), and log-probabilities use logsumexp + gather (more exact than an fp32
+log-softmax, and no [tokens, vocab] copy).  On CPU, attention reads grouped key/value
+heads in place under padding masks.  Results equal scoring every request alone up to
+float rounding (1e-4).  Models with sliding-window layers (Gemma 3) skip the masked
+padding when an input is longer than the window, so windows always count real tokens.
+
+Generation engine.  Prompts are left padded and encoded once per batch; the cache is
+expanded to k samples per prompt and decoded token by token with nucleus sampling, which
+finds each row's nucleus among its top ``NUCLEUS_K`` tokens (more only for rows whose
+nucleus is wider) instead of sorting the vocabulary.  Each prompt draws its uniforms from
+its own generator seeded by (spec.seed, prompt index), so continuations do not depend on
+batch composition.  Decoding stops when every row has emitted end-of-text.
 
 Debiasing hooks.  ``hidden_transform`` maps final hidden states [..., H] -> [..., H]
 before the LM head (INLP, SentenceDebias); it applies to scoring, generation and
@@ -22,8 +40,13 @@ distributions and a combine step for decoding-time methods (Self-Debias).
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
+import math
+import os
 from collections import defaultdict
+from dataclasses import dataclass
+from itertools import accumulate
 from typing import Callable, Sequence
 
 import torch
@@ -37,10 +60,119 @@ log = logging.getLogger(__name__)
 TokenPair = tuple[tuple[int, ...], tuple[int, ...]]  # (context ids, continuation ids)
 # combine(logprobs [B, V_variants, k, vocab]) -> logprobs [B, k, vocab]: how variant streams decide a token
 Combine = Callable[[torch.Tensor], torch.Tensor]
+# sink(item [N], continuation index [N], target token [N], logits [M, vocab], logits row [N]) of N predictions
+Sink = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+STEM_MIN = 32  # tokens a run of sorted inputs must share for its common prefix to run once for all
+LOGIT_BUDGET = 1 << 27  # logit values (512 MiB in fp32) one scoring forward pass may return
+PASS_COST = 32  # padded tokens a CPU forward pass is worth (per-pass overhead, when chunking by length)
+PASS_COST_ACCELERATOR = 4096  # the same on GPU, where padding is nearly free and passes are not
+FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # transformers' switch for enable_gqa SDPA calls under a mask
+NUCLEUS_K = 256  # candidates first searched for a row's top-p nucleus (x16 for rows it does not cover)
 
 
 def _plain(logprobs: torch.Tensor) -> torch.Tensor:
     return logprobs[:, 0]
+
+
+@dataclass
+class _Item:
+    """A distinct request: the model reads ``x`` = context + continuation[:-1]; the logits
+    at positions ``first`` .. len(x) - 1 predict ``cont``."""
+
+    x: tuple[int, ...]
+    first: int
+    cont: tuple[int, ...]
+
+
+@dataclass
+class _Group:
+    """Items whose inputs share their first ``length`` tokens, which run once."""
+
+    length: int
+    members: list[int]
+
+
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the common prefix of two token tuples (slice compares, binary search)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if a[:mid] == b[:mid] else (lo, mid)
+    return lo
+
+
+def _split_groups(lengths: list[int], lcp: list[int], stem: int) -> list[tuple[int, int, int]]:
+    """Cheapest cover of sorted inputs (``lengths``; ``lcp[i]`` = common prefix of inputs i, i+1)
+    by groups (lo, hi, shared length) of consecutive inputs.  A group costs its shared tokens
+    beyond the stem plus every member's tokens beyond the shared prefix; the optimum is a
+    dynamic programme over the prefix tree (an LCP-interval tree), children before parents."""
+    nodes: list[list] = []  # [lo, hi, depth, children]
+    todo = [(0, len(lengths), -1)]
+    while todo:
+        lo, hi, parent = todo.pop()
+        if parent >= 0:
+            nodes[parent][3].append(len(nodes))
+        if hi - lo == 1:
+            nodes.append([lo, hi, lengths[lo], []])
+            continue
+        depth = min(lcp[lo:hi - 1])
+        nodes.append([lo, hi, depth, []])
+        cuts = [lo] + [i + 1 for i in range(lo, hi - 1) if lcp[i] == depth] + [hi]
+        todo.extend((a, b, len(nodes) - 1) for a, b in zip(cuts, cuts[1:]))
+    total = [0, *accumulate(lengths)]
+    cost, own = [0] * len(nodes), [False] * len(nodes)
+    for v in reversed(range(len(nodes))):
+        lo, hi, depth, kids = nodes[v]
+        split = sum(cost[k] for k in kids)
+        whole = depth - stem + total[hi] - total[lo] - (hi - lo) * depth
+        if not kids or (depth > stem and whole <= split):
+            cost[v], own[v] = whole, True
+        else:
+            cost[v] = split
+    groups, stack = [], [0]
+    while stack:
+        v = stack.pop()
+        if own[v]:
+            groups.append(tuple(nodes[v][:3]))
+        else:
+            stack.extend(nodes[v][3])
+    return groups
+
+
+def _plan(items: list[_Item]) -> list[tuple[int, list[_Group]]]:
+    """(stem length, groups) clusters covering every item: sorted runs whose inputs share
+    >= STEM_MIN tokens (and >= 2 groups) get a stem; all other groups share stem length 0."""
+    order = sorted(range(len(items)), key=lambda i: items[i].x)
+    xs = [items[i].x for i in order]
+    lcp = [_common(a, b) for a, b in zip(xs, xs[1:])]
+    runs: list[list[int]] = []  # [lo, hi, stem]
+    lo, shared = 0, len(xs[0])
+    for i in range(1, len(xs) + 1):
+        if i < len(xs) and min(shared, lcp[i - 1]) >= STEM_MIN:
+            shared = min(shared, lcp[i - 1])
+            continue
+        stem = min(shared, *(items[j].first for j in order[lo:i])) if i - lo > 1 else 0
+        if runs and not stem and not runs[-1][2]:
+            runs[-1][1] = i  # consecutive stemless runs group together
+        else:
+            runs.append([lo, i, stem])
+        if i < len(xs):
+            lo, shared = i, len(xs[i])
+    clusters, stemless = [], []
+    for lo, hi, stem in runs:
+        groups = [_Group(length, order[lo + a:lo + b])
+                  for a, b, length in _split_groups([len(x) for x in xs[lo:hi]], lcp[lo:hi - 1], stem)]
+        if stem and len(groups) > 1:
+            clusters.append((stem, groups))
+        else:
+            stemless.extend(groups)
+    if stemless:
+        clusters.append((0, stemless))
+    return clusters
 
 
 class HFScoringLM:
@@ -58,6 +190,9 @@ class HFScoringLM:
         self.prefix_id = self._prefix_token_id(loaded.config.bos_token)
         self.hidden_transform = hidden_transform
         self._warned_truncation = False
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.x: cache=
+        self._window, self._plain_cache = self._cache_layout()
         if hidden_transform is not None:  # the model belongs to this LM from now on
             self.model.get_output_embeddings().register_forward_pre_hook(
                 lambda _m, args: (hidden_transform(args[0]),) + tuple(args[1:]))
@@ -95,70 +230,228 @@ class HFScoringLM:
         return tuple(ctx), tuple(whole[len(ctx):])
 
     def _fit(self, pair: TokenPair) -> TokenPair:
-        """Left-truncate a context so context + continuation fits the window (warns once)."""
+        """Left-truncate a context so the forward input (context + continuation minus its last
+        token) fits ``max_length`` tokens, as lm-evaluation-harness does (warns once)."""
         ctx, cont = pair
-        if len(cont) >= self.max_length:
+        if len(cont) > self.max_length:
             raise ConfigError(f"a continuation of {len(cont)} tokens does not fit model.max_length={self.max_length}")
-        if len(ctx) + len(cont) > self.max_length:
+        overflow = len(ctx) + len(cont) - 1 - self.max_length
+        if overflow > 0:
             if not self._warned_truncation:
                 log.warning("context truncated from the left to fit model.max_length=%d tokens", self.max_length)
                 self._warned_truncation = True
-            ctx = ctx[len(ctx) + len(cont) - self.max_length:]
+            ctx = ctx[overflow:]
         return ctx, cont
+
+    # ------------------------------------------------------------ model and cache
+    def _cache_layout(self) -> tuple[int | None, bool]:
+        """(smallest sliding window of any layer or None, whether every cache layer is a plain
+        key/value layer whose tensors can be expanded and row-selected without copying the object)."""
+        try:
+            from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+            layers = DynamicCache(config=self.model.config).layers
+        except (ImportError, TypeError, ValueError, AttributeError):
+            return None, False
+        windows = [layer.sliding_window for layer in layers if getattr(layer, "is_sliding", False)]
+        plain = bool(layers) and all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers)
+        return (min(windows) if windows else None), plain
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None, cache,
+                 use_cache: bool, keep: int | torch.Tensor = 0):
+        """One model call; returns (logits, cache).  On CPU, SDPA attends grouped key/value heads
+        in place even under a padding mask (transformers otherwise copies them to every head)."""
+        kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache,
+                      logits_to_keep=keep, **({self._cache_kw: cache} if cache is not None else {}))
+        if self.device.type != "cpu":  # on CUDA a masked GQA call would fall back to the math kernel
+            out = self.model(**kwargs)
+        else:
+            before = os.environ.get(FORCE_GQA)
+            os.environ[FORCE_GQA] = "1"
+            try:
+                out = self.model(**kwargs)
+            finally:
+                if before is None:
+                    del os.environ[FORCE_GQA]
+                else:
+                    os.environ[FORCE_GQA] = before
+        return out.logits, (getattr(out, self._cache_kw) if use_cache else None)
+
+    def _rows(self, cache, index: torch.Tensor | None = None, repeat: int = 1):
+        """A new cache holding rows ``index`` of ``cache`` (or each row ``repeat`` times, as a
+        broadcast view); ``cache`` itself is left as it was."""
+        if not self._plain_cache:
+            new = copy.deepcopy(cache)
+            if index is not None:
+                new.batch_select_indices(index)
+            else:
+                new.batch_repeat_interleave(repeat)
+            return new
+        new = copy.copy(cache)
+        new.layers = []
+        for layer in cache.layers:
+            layer = copy.copy(layer)
+            if getattr(layer, "keys", None) is not None and layer.keys.numel():
+                if index is not None:
+                    layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
+                else:
+                    layer.keys = layer.keys.expand(layer.keys.shape[0] * repeat, *layer.keys.shape[1:])
+                    layer.values = layer.values.expand(layer.values.shape[0] * repeat, *layer.values.shape[1:])
+            new.layers.append(layer)
+        return new
 
     # ------------------------------------------------------------------- scoring
     @torch.inference_mode()
-    def _score_pairs(self, pairs: Sequence[TokenPair], reduce: Callable[[torch.Tensor, torch.Tensor], object]) -> list:
-        """For each (context, continuation) pair call ``reduce(logprobs [m, vocab], targets [m])``
-        on the log-softmax rows that predict the continuation's m tokens; results in input order."""
-        pairs = [self._fit(p) for p in pairs]
-        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for i, (ctx, _) in enumerate(pairs):
-            groups[ctx].append(i)
-        out: list = [None] * len(pairs)
-        for ctx in sorted(groups, key=len, reverse=True):
-            members = sorted(groups[ctx], key=lambda i: len(pairs[i][1]), reverse=True)
-            ctx_ids = torch.tensor([ctx], device=self.device)
-            ctx_out = self.model(input_ids=ctx_ids, use_cache=True, logits_to_keep=1)
-            last = ctx_out.logits[:, -1:].float()  # predicts each continuation's first token
-            for start in range(0, len(members), self.batch_size):
-                chunk = members[start:start + self.batch_size]
-                conts = [pairs[i][1] for i in chunk]
-                logprobs = self._continuation_logprobs(ctx_out.past_key_values, len(ctx), last, conts)
-                for row, i in enumerate(chunk):
-                    m = len(conts[row])
-                    out[i] = reduce(logprobs[row, :m], torch.tensor(conts[row], device=self.device))
-        return out
+    def _score_pairs(self, pairs: Sequence[TokenPair], sink: Sink) -> tuple[list[int], int]:
+        """Run every pair's continuation predictions into ``sink``; returns each pair's index
+        among the distinct items ``sink`` saw (a repeated pair is scored once) and their number."""
+        index: dict[TokenPair, int] = {}
+        items: list[_Item] = []
+        where = []
+        for pair in pairs:
+            ctx, cont = self._fit(pair)
+            if (ctx, cont) not in index:
+                index[ctx, cont] = len(items)
+                items.append(_Item(ctx + cont[:-1], len(ctx) - 1, cont))
+            where.append(index[ctx, cont])
+        if items:
+            for stem_len, groups in _plan(items):
+                self._score_cluster(items, stem_len, groups, sink)
+        return where, len(items)
 
-    def _continuation_logprobs(self, cache, ctx_len: int, last_logits: torch.Tensor,
-                               conts: list[tuple[int, ...]]) -> torch.Tensor:
-        """log-softmax [n, max_m, vocab] predicting each continuation token given the cached context."""
-        n, width = len(conts), max(len(c) for c in conts)
-        logits = last_logits.expand(n, 1, -1)
-        if width > 1:
-            ids = torch.full((n, width - 1), self.tokenizer.pad_token_id, device=self.device)
-            mask = torch.zeros((n, ctx_len + width - 1), dtype=torch.long, device=self.device)
-            mask[:, :ctx_len] = 1
-            for row, cont in enumerate(conts):
-                ids[row, :len(cont) - 1] = torch.tensor(cont[:-1])
-                mask[row, ctx_len:ctx_len + len(cont) - 1] = 1
-            past = copy.deepcopy(cache)
-            past.batch_repeat_interleave(n)
-            step = self.model(input_ids=ids, attention_mask=mask, past_key_values=past, use_cache=True)
-            logits = torch.cat([logits, step.logits.float()], dim=1)
-        return torch.log_softmax(logits, dim=-1)
+    def _chunks(self, units: list, width: Callable[[object], int], positions: Callable[[object], int],
+                limit: int) -> list[list]:
+        """Split ``units`` (sorted by ``width``, widest first) into consecutive forward passes of at
+        most ``limit`` units and LOGIT_BUDGET logit values (a wider unit runs alone), minimising
+        padded tokens plus PASS_COST tokens per pass: a dynamic programme over chunk ends."""
+        per_pass = max(1, LOGIT_BUDGET // self.model.config.get_text_config().vocab_size)
+        pass_cost = PASS_COST if self.device.type == "cpu" else PASS_COST_ACCELERATOR
+        w, p = [width(u) for u in units], [positions(u) for u in units]
+        best, start = [0.0] + [math.inf] * len(units), [0] * (len(units) + 1)
+        for j in range(1, len(units) + 1):  # the chunk [i, j) is padded to w[i]
+            n_pos = 0
+            for i in range(j - 1, max(j - limit, 0) - 1, -1):
+                n_pos += p[i]
+                if n_pos > per_pass and i < j - 1:
+                    break
+                cost = best[i] + (j - i) * w[i] + pass_cost
+                if cost < best[j]:
+                    best[j], start[j] = cost, i
+        chunks, j = [], len(units)
+        while j:
+            chunks.append(units[start[j]:j])
+            j = start[j]
+        return chunks[::-1]
+
+    def _score_cluster(self, items: list[_Item], stem_len: int, groups: list[_Group], sink: Sink) -> None:
+        stem = None
+        if stem_len:
+            ids = torch.tensor([items[groups[0].members[0]].x[:stem_len]], device=self.device)
+            stem = self._forward(ids, None, None, None, use_cache=True, keep=1)[1]
+        # masked padding between a group prefix and its rows would shift sliding windows
+        longest = max(len(items[m].x) for g in groups for m in g.members)
+        per_batch = 1 if self._window is not None and longest >= self._window - 1 else self.batch_size
+        groups = sorted(groups, key=lambda g: g.length, reverse=True)
+        first = lambda g: min(items[m].first for m in g.members)  # noqa: E731
+        for batch in self._chunks(groups, lambda g: g.length - stem_len, lambda g: max(0, g.length - first(g)),
+                                  per_batch):
+            self._score_groups(items, stem_len, stem, batch, sink)
+
+    def _score_groups(self, items: list[_Item], stem_len: int, stem, batch: list[_Group], sink: Sink) -> None:
+        """Run a batch of group prefixes against the stem, then their members' remaining tokens."""
+        b, width = len(batch), max(g.length for g in batch) - stem_len
+        ids = torch.full((b, width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((b, stem_len + width), dtype=torch.long)
+        mask[:, :stem_len] = 1
+        keep = torch.zeros((b, width), dtype=torch.bool)
+        for row, g in enumerate(batch):
+            x = items[g.members[0]].x
+            ids[row, :g.length - stem_len] = torch.tensor(x[stem_len:g.length])
+            mask[row, stem_len:g.length] = 1
+            keep[row, min(items[m].first for m in g.members) - stem_len:g.length - stem_len] = True
+        tails = [(row, m) for row, g in enumerate(batch) for m in g.members if len(items[m].x) > g.length]
+        positions = torch.arange(stem_len, stem_len + width).expand(b, -1)
+        cache = self._rows(stem, repeat=b) if stem is not None else None
+        logits, cache = self._forward(ids.to(self.device), mask.to(self.device), positions.to(self.device), cache,
+                                      use_cache=bool(tails), keep=keep.to(self.device) if keep.any() else 1)
+        slot = keep.flatten().cumsum(0).view(b, width) - 1  # logits row of each kept position
+        slots = [(m, j - items[m].first, int(slot[row, j - stem_len]))
+                 for row, g in enumerate(batch) for m in g.members
+                 for j in range(items[m].first, min(g.length, len(items[m].x)))]
+        self._emit(items, slots, logits, sink)
+        tail = lambda t: len(items[t[1]].x) - batch[t[0]].length  # noqa: E731
+        tails.sort(key=tail, reverse=True)
+        for chunk in self._chunks(tails, tail, tail, self.batch_size):
+            self._score_tails(items, batch, mask, cache, chunk, sink)
+
+    def _score_tails(self, items: list[_Item], batch: list[_Group], group_mask: torch.Tensor, cache,
+                     chunk: list[tuple[int, int]], sink: Sink) -> None:
+        """Each (group row, item) runs the item's tokens after its group prefix against that row's cache."""
+        n, past = len(chunk), group_mask.shape[1]
+        width = max(len(items[m].x) - batch[row].length for row, m in chunk)
+        ids = torch.full((n, width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((n, past + width), dtype=torch.long)
+        keep = torch.zeros((n, width), dtype=torch.bool)
+        positions = torch.zeros((n, width), dtype=torch.long)
+        rows = torch.tensor([row for row, _ in chunk])
+        mask[:, :past] = group_mask[rows]
+        for i, (row, m) in enumerate(chunk):
+            start, x = batch[row].length, items[m].x
+            ids[i, :len(x) - start] = torch.tensor(x[start:])
+            mask[i, past:past + len(x) - start] = 1
+            keep[i, max(items[m].first - start, 0):len(x) - start] = True
+            positions[i] = torch.arange(start, start + width)
+        logits, _ = self._forward(ids.to(self.device), mask.to(self.device), positions.to(self.device),
+                                  self._rows(cache, rows.to(self.device)), use_cache=True, keep=keep.to(self.device))
+        slot = keep.flatten().cumsum(0).view(n, width) - 1
+        start_of = [batch[row].length for row, _ in chunk]
+        slots = [(m, j - items[m].first, int(slot[i, j - start_of[i]]))
+                 for i, (_, m) in enumerate(chunk)
+                 for j in range(max(items[m].first, start_of[i]), len(items[m].x))]
+        self._emit(items, slots, logits, sink)
+
+    def _emit(self, items: list[_Item], slots: list[tuple[int, int, int]], logits: torch.Tensor, sink: Sink) -> None:
+        """Hand (item, continuation index, logits row) slots to the sink with their target tokens."""
+        if slots:
+            item, pos, row = (torch.tensor(c, device=self.device) for c in zip(*slots))
+            target = torch.tensor([items[i].cont[p] for i, p, _ in slots], device=self.device)
+            sink(item, pos, target, logits, row)
+
+    def _sum_logprobs(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
+        """(sum of continuation log-probs, every token greedy) per pair, via logsumexp + gather."""
+        parts: list[torch.Tensor] = []
+
+        def sink(item, _pos, target, logits, row):
+            logits = logits.float()
+            picked = logits[row, target] - torch.logsumexp(logits, -1)[row]
+            wrong = logits.argmax(-1)[row] != target
+            parts.append(torch.stack([item.double(), picked.double(), wrong.double()]).cpu())
+
+        where, n = self._score_pairs(pairs, sink)
+        logprob, misses = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+        if parts:
+            item, picked, wrong = torch.cat(parts, 1)
+            logprob.index_add_(0, item.long(), picked)
+            misses.index_add_(0, item.long(), wrong)
+        return [(float(logprob[i]), bool(misses[i] == 0)) for i in where]
 
     def token_logprobs(self, pairs: Sequence[TokenPair]) -> list[torch.Tensor]:
         """Full next-token log-distributions [m, vocab] (fp32, CPU) for each pair's continuation."""
-        return self._score_pairs(pairs, lambda lp, _t: lp.cpu())
+        found: dict[int, dict[int, torch.Tensor]] = defaultdict(dict)
+
+        def sink(item, pos, _target, logits, row):
+            logits = logits.float()
+            logprobs = (logits - torch.logsumexp(logits, -1, keepdim=True)).cpu()  # more exact than log_softmax
+            for i, p, r in zip(item.tolist(), pos.tolist(), row.tolist()):
+                found[i][p] = logprobs[r]
+
+        where, _ = self._score_pairs(pairs, sink)
+        return [torch.stack([found[i][p] for p in range(len(found[i]))]) for i in where]
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Loglikelihood]:
-        def reduce(lp: torch.Tensor, targets: torch.Tensor) -> Loglikelihood:
-            picked = lp.gather(-1, targets[:, None])[:, 0]
-            greedy = bool((lp.argmax(-1) == targets).all())
-            return Loglikelihood(float(picked.sum()), greedy, len(targets))
-
-        return self._score_pairs([self.encode_pair(r) for r in requests], reduce)
+        pairs = [self.encode_pair(r) for r in requests]
+        return [Loglikelihood(lp, greedy, len(cont)) for (lp, greedy), (_, cont) in zip(self._sum_logprobs(pairs), pairs)]
 
     def rolling_windows(self, text: str, max_length: int | None = None, stride: int | None = None) -> list[TokenPair]:
         """Split ``text`` (after the sentence-start token) into (context, scored tokens) windows
@@ -187,9 +480,9 @@ class HFScoringLM:
             for w in self.rolling_windows(text, max_length, stride):
                 windows.append(w)
                 owner.append(i)
-        sums = self._score_pairs(windows, lambda lp, t: float(lp.gather(-1, t[:, None]).sum()))
+        sums = self._sum_logprobs(windows)
         totals = [[0.0, 0] for _ in texts]
-        for i, s, (_, cont) in zip(owner, sums, windows):
+        for i, (s, _), (_, cont) in zip(owner, sums, windows):
             totals[i][0] += s
             totals[i][1] += len(cont)
         return [(s, n) for s, n in totals]
@@ -230,7 +523,6 @@ class HFScoringLM:
         n_var = len(prompt_variants[0]) if prompt_variants else 1
         if any(len(v) != n_var for v in prompt_variants):
             raise ValueError("every prompt needs the same number of variants")
-        k = spec.num_samples
         per_batch = max(1, self.batch_size // n_var)
         results: list[list[str]] = []
         for start in range(0, len(prompt_variants), per_batch):
@@ -244,55 +536,84 @@ class HFScoringLM:
         budget = self.max_length - spec.max_new_tokens
         seqs = [[self.prefix_id] + self.encode(text)[-(budget - 1):] for variants in batch for text in variants]
         width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, device=self.device)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long, device=self.device)
+        ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for row, s in enumerate(seqs):  # left padding
             ids[row, width - len(s):] = torch.tensor(s)
             mask[row, width - len(s):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(k)  # rows: (prompt, variant, sample)
-        mask = mask.repeat_interleave(k, 0)
+        logits, cache = self._forward(ids, mask, positions, None, use_cache=True, keep=1)
+        cache = self._rows(cache, torch.arange(len(seqs), device=self.device).repeat_interleave(k))
+        mask = mask.repeat_interleave(k, 0)  # rows: (prompt, variant, sample)
         next_pos = positions[:, -1:].repeat_interleave(k, 0) + 1
-        logits = out.logits[:, -1].float().repeat_interleave(k, 0)
-        generators = [torch.Generator().manual_seed(spec.seed * 1_000_003 + first_index + b) for b in range(B)]
-        eos = {t for t in (self.tokenizer.eos_token_id, self.model.config.eos_token_id) if isinstance(t, int)}
-        done = torch.zeros(B, k, dtype=torch.bool)
-        generated = torch.zeros(B, k, 0, dtype=torch.long)
+        logits = logits[:, -1].float().repeat_interleave(k, 0)
+        uniforms = torch.stack([torch.rand(spec.max_new_tokens, k, generator=torch.Generator().manual_seed(
+            spec.seed * 1_000_003 + first_index + b)) for b in range(B)], 1).to(self.device)  # [steps, B, k]
+        eos = torch.tensor(sorted({t for t in (self.tokenizer.eos_token_id, self.model.config.eos_token_id)
+                                   if isinstance(t, int)}), dtype=torch.long, device=self.device)
+        done = torch.zeros(B, k, dtype=torch.bool, device=self.device)
+        generated = []
         for step in range(spec.max_new_tokens):
-            logprobs = torch.log_softmax(logits, -1).view(B, V, k, -1)
-            chosen = self._choose(combine(logprobs).cpu(), spec, generators)  # [B, k]
-            chosen = torch.where(done, torch.full_like(chosen, self.tokenizer.pad_token_id), chosen)
-            generated = torch.cat([generated, chosen[..., None]], -1)
-            done |= torch.isin(chosen, torch.tensor(sorted(eos))) if eos else done
-            if bool(done.all()) or step == spec.max_new_tokens - 1:
+            scores = logits.view(B, V, k, -1)
+            scores = scores[:, 0] if combine is _plain else combine(torch.log_softmax(scores, -1))
+            chosen = self._choose(scores, spec, uniforms[step])  # [B, k]
+            chosen = chosen.masked_fill(done, self.tokenizer.pad_token_id)
+            generated.append(chosen)
+            done |= torch.isin(chosen, eos)
+            if step == spec.max_new_tokens - 1 or bool(done.all()):
                 break
-            feed = chosen[:, None, :].expand(B, V, k).reshape(-1, 1).to(self.device)
+            feed = chosen[:, None, :].expand(B, V, k).reshape(-1, 1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
-            out = self.model(input_ids=feed, attention_mask=mask, position_ids=next_pos,
-                             past_key_values=cache, use_cache=True)
-            cache, next_pos = out.past_key_values, next_pos + 1
-            logits = out.logits[:, -1].float()
-        return [[self._strip(row.tolist(), eos) for row in prompt] for prompt in generated]
+            logits, cache = self._forward(feed, mask, next_pos, cache, use_cache=True)
+            next_pos = next_pos + 1
+            logits = logits[:, -1].float()
+        eos_ids = set(eos.tolist())
+        return [[self._strip(row, eos_ids) for row in prompt] for prompt in torch.stack(generated, -1).tolist()]
 
-    def _strip(self, tokens: list[int], eos: set[int]) -> list[int]:
+    @staticmethod
+    def _strip(tokens: list[int], eos: set[int]) -> list[int]:
         for i, t in enumerate(tokens):
             if t in eos:
                 return tokens[:i]
         return tokens
 
     @staticmethod
-    def _choose(logprobs: torch.Tensor, spec: GenerationSpec, generators: list[torch.Generator]) -> torch.Tensor:
-        """Greedy argmax, or nucleus sampling by inverse CDF with per-prompt uniforms. [B, k, V] -> [B, k]."""
+    def _choose(scores: torch.Tensor, spec: GenerationSpec, uniforms: torch.Tensor) -> torch.Tensor:
+        """Greedy argmax, or nucleus sampling by inverse CDF with the given uniforms.
+        scores: log-probs up to a per-row constant [B, k, vocab]; uniforms [B, k] -> tokens [B, k]."""
         if not spec.do_sample:
-            return logprobs.argmax(-1)
-        probs = torch.softmax(logprobs / spec.temperature, -1)
-        sorted_p, order = probs.sort(-1, descending=True)
-        cum = sorted_p.cumsum(-1)
-        sorted_p = torch.where(cum - sorted_p < spec.top_p, sorted_p, torch.zeros_like(sorted_p))
-        cdf = sorted_p.cumsum(-1)
-        u = torch.stack([torch.rand(logprobs.shape[1], generator=g) for g in generators])[..., None] * cdf[..., -1:]
-        index = torch.searchsorted(cdf, u).clamp(max=cdf.shape[-1] - 1)
-        return order.gather(-1, index)[..., 0]
+            return scores.argmax(-1)
+        flat = scores.reshape(-1, scores.shape[-1]).float()
+        if spec.temperature != 1.0:
+            flat = flat / spec.temperature
+        return _nucleus(flat, spec.top_p, uniforms.reshape(-1)).view(scores.shape[:-1])
+
+
+def _nucleus(scores: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torch.Tensor:
+    """Sample one token per row of ``scores`` [N, vocab] (unnormalised log-probs) from its top-p
+    nucleus (the most probable tokens whose preceding mass is below ``top_p``), by inverse CDF
+    at ``uniforms`` [N].  The nucleus is sought among the top NUCLEUS_K tokens, growing x16 for
+    rows not covered, so the vocabulary is sorted only for rows whose nucleus needs it."""
+    vocab = scores.shape[-1]
+    lse = torch.logsumexp(scores, -1, keepdim=True)
+    if top_p >= 1.0:
+        cdf = (scores - lse).exp_().cumsum(-1)
+        return torch.searchsorted(cdf, uniforms[:, None] * cdf[:, -1:]).clamp(max=vocab - 1)[:, 0]
+    out = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    k = NUCLEUS_K
+    while rows.numel():
+        k = min(k, vocab)
+        every = rows.numel() == scores.shape[0]  # no row copies on the first pass
+        top, index = (scores if every else scores[rows]).topk(k, -1)
+        probs = (top - (lse if every else lse[rows])).exp_()
+        mass = probs.cumsum(-1)
+        covered = (mass[:, -1] >= top_p) | (k == vocab)
+        probs, mass, index, at = probs[covered], mass[covered], index[covered], rows[covered]
+        cdf = probs.masked_fill_(mass - probs >= top_p, 0.0).cumsum(-1)
+        pick = torch.searchsorted(cdf, uniforms[at, None] * cdf[:, -1:]).clamp(max=k - 1)
+        out[at] = index.gather(-1, pick)[:, 0]
+        rows = rows[~covered]
+        k *= 16
+    return out

