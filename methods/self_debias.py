@@ -154,17 +154,13 @@ class SelfDebiasLM:
     def encode(self, text: str) -> list[int]:
         return self.lm.encode(text)
 
-    @property
-    def model(self):
-        return self.lm.model
-
-    @property
-    def tokenizer(self):
-        return self.lm.tokenizer
-
-    @property
-    def hidden_transform(self):
-        return self.lm.hidden_transform
+    model = property(lambda self: self.lm.model)
+    tokenizer = property(lambda self: self.lm.tokenizer)
+    hidden_transform = property(lambda self: self.lm.hidden_transform)
+    batch_size = property(lambda self: self.lm.batch_size)
+    device = property(lambda self: self.lm.device)
+    max_length = property(lambda self: self.lm.max_length)
+    prefix_id = property(lambda self: self.lm.prefix_id)
 
 
 @dataclass
