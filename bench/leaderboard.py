@@ -272,7 +272,7 @@ def _mean_improvement(changes: list[Change], relative: bool) -> Interval | None:
 
 
 def verdict(entry: Entry, headline: set[str]) -> str:
-    """E.g. "lowers bias; pays tax: knowledge ↓" from the bias reduction and the significant changes
+    """E.g. "lowers bias; pays tax: knowledge/acc worse" from the bias reduction and the significant changes
     of the whole-benchmark (``headline``) capability and toxicity metrics."""
     if entry.base is None:
         return "baseline" if entry.run.method == BASELINE else f"no `{BASELINE}` run to compare with"
@@ -283,20 +283,20 @@ def verdict(entry: Entry, headline: set[str]) -> str:
     else:
         parts = ["no significant bias change"]
     changes = [c for k, c in entry.changes.items() if k in headline]
-    effects = {g: [c.effect for c in changes if c.spec.group == g] for g in (*CAPABILITY, "toxicity")}
-    worse = [f"{g} ↓" for g in CAPABILITY if -1 in effects[g]]
-    gains = [f"{g} ↑" for g in CAPABILITY if 1 in effects[g]]
     capability = [c for c in changes if c.spec.group in CAPABILITY]
+    worse = [c.spec.key for c in capability if c.effect == -1]
+    gains = [c.spec.key for c in capability if c.effect == 1]
+    toxicity = {c.effect for c in changes if c.spec.group == "toxicity"}
     if worse:
-        parts.append("pays tax: " + ", ".join(worse))
+        parts.append("pays tax: " + ", ".join(worse) + " worse")
     elif capability and all(c.reps is None for c in capability):
         parts.append("capability change without intervals")
     elif capability:
         parts.append("no significant capability loss")
     if gains:
-        parts.append("gains: " + ", ".join(gains))
-    if -1 in effects["toxicity"] or 1 in effects["toxicity"]:
-        parts.append("more toxic" if -1 in effects["toxicity"] else "less toxic")
+        parts.append("gains: " + ", ".join(gains) + " better")
+    if toxicity & {-1, 1}:
+        parts.append("more toxic" if -1 in toxicity else "less toxic")
     return "; ".join(parts)
 
 

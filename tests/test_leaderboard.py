@@ -146,13 +146,13 @@ def test_marks_and_verdicts_follow_the_intervals(lb, table):
             continue
         c = e.changes["stereoset/ss"]
         assert (L.fmt_interval(c.delta) in md) and (("*" in L.fmt_interval(c.delta)) == c.delta.sig)
-        tax = [g for g in L.CAPABILITY if any(ch.effect == -1 for k, ch in e.changes.items()
-                                              if ch.spec.group == g and lb.headline(k))]
+        tax = [k for k, ch in e.changes.items() if ch.spec.group in L.CAPABILITY and lb.headline(k)
+               and ch.effect == -1]
         assert ("pays tax" in e.verdict) == bool(tax)
-        assert all(f"{g} ↓" in e.verdict for g in tax)
+        assert all(k in e.verdict.split("pays tax: ")[1].split(" worse")[0].split(", ") for k in tax)
         assert e.verdict.startswith("lowers bias") == (e.bias.sig and e.bias.est > 0)
     inlp = lb.entry("smollm2-135m", "inlp")
-    assert "knowledge ↓" in inlp.verdict and inlp.changes["knowledge/acc"].effect == -1
+    assert "pays tax: knowledge/acc" in inlp.verdict and inlp.changes["knowledge/acc"].effect == -1
     assert lb.entry("smollm2-135m", "none").verdict == "baseline"
     # the bias reduction averages the distance-to-50 reductions of SS and CrowS
     cda = lb.entry("smollm2-135m", "cda")
