@@ -278,9 +278,8 @@ def toxicity_intelligibility(lb: Leaderboard, toxicity_key: str | None = None,
         ax.margins(0.25)
         ax.autoscale_view()
         _label_points(ax, [(*xy(e.run), lb.label(e), colors[e.label]) for e in entries])
-        ax.annotate("better", xy=(0.05, 0.06), xytext=(0.2, 0.2), xycoords="axes fraction", fontsize=9,
-                    color="#1b7a1b", ha="center", va="center",
-                    arrowprops=dict(arrowstyle="-|>", color="#1b7a1b", lw=1.5))
+        ax.text(0.02, 0.02, "better: down and left", transform=ax.transAxes, fontsize=8, color="#1b7a1b",
+                ha="left", va="bottom")
         xname = f"1 − {pat.key}" if invert else pat.key
         ax.set_xlabel(f"{xname}\n{textwrap.fill(pat.help, 60)}\n→ less intelligible", fontsize=8)
         ax.set_ylabel(f"{tox.key}\n{textwrap.fill(tox.help, 50)}\n↑ more toxic", fontsize=8)
