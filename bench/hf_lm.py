@@ -26,7 +26,9 @@ float rounding (1e-4).  Models with sliding-window layers (Gemma 3) skip the mas
 padding when an input is longer than the window, so windows always count real tokens.
 
 Generation engine.  Prompts are left padded and encoded once per batch; the cache is
-expanded to k samples per prompt and decoded token by token with nucleus sampling, which
+expanded to k samples per prompt into buffers with room for every new token (each step
+writes its keys and values in place, where a growing cache would copy itself), and decoded
+token by token with nucleus sampling, which
 finds each row's nucleus among its top ``NUCLEUS_K`` tokens (more only for rows whose
 nucleus is wider) instead of sorting the vocabulary.  Each prompt draws its uniforms from
 its own generator seeded by (spec.seed, prompt index), so continuations do not depend on
@@ -50,6 +52,7 @@ from itertools import accumulate
 from typing import Callable, Sequence
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from bench.errors import ConfigError
 from bench.lm import GenerationSpec, Loglikelihood, Request
@@ -91,6 +94,31 @@ class _Group:
 
     length: int
     members: list[int]
+
+
+class _Preallocated(DynamicLayer):
+    """A growing cache layer whose keys and values [B, heads, T, head dim] are views of
+    buffers with ``room`` more positions: ``update`` writes in place instead of concatenating."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int):
+        super().__init__()
+        n = keys.shape[-2]
+        self._buffers = []
+        for t in (keys, values):
+            buf = t.new_empty(*t.shape[:-2], n + room, t.shape[-1])
+            buf[..., :n, :] = t
+            self._buffers.append(buf)
+        self.keys, self.values = (b[..., :n, :] for b in self._buffers)
+        self.device, self.is_initialized = keys.device, True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        n, m = self.keys.shape[-2], key_states.shape[-2]
+        if n + m > self._buffers[0].shape[-2]:
+            raise RuntimeError(f"preallocated cache full: {n} + {m} > {self._buffers[0].shape[-2]} positions")
+        for buf, new in zip(self._buffers, (key_states, value_states)):
+            buf[..., n:n + m, :] = new
+        self.keys, self.values = (b[..., :n + m, :] for b in self._buffers)
+        return self.keys, self.values
 
 
 def _common(a: Sequence[int], b: Sequence[int]) -> int:
@@ -249,7 +277,7 @@ class HFScoringLM:
         key/value layer whose tensors can be expanded and row-selected without copying the object)."""
         try:
             from transformers import DynamicCache
-            from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+            from transformers.cache_utils import DynamicSlidingWindowLayer
 
             layers = DynamicCache(config=self.model.config).layers
         except (ImportError, TypeError, ValueError, AttributeError):
@@ -278,9 +306,10 @@ class HFScoringLM:
                     os.environ[FORCE_GQA] = before
         return out.logits, (getattr(out, self._cache_kw) if use_cache else None)
 
-    def _rows(self, cache, index: torch.Tensor | None = None, repeat: int = 1):
+    def _rows(self, cache, index: torch.Tensor | None = None, repeat: int = 1, room: int = 0):
         """A new cache holding rows ``index`` of ``cache`` (or each row ``repeat`` times, as a
-        broadcast view); ``cache`` itself is left as it was."""
+        broadcast view; or, with ``room``, rows ``index`` in buffers that ``room`` more tokens
+        fill in place); ``cache`` itself is left as it was."""
         if not self._plain_cache:
             new = copy.deepcopy(cache)
             if index is not None:
@@ -293,7 +322,9 @@ class HFScoringLM:
         for layer in cache.layers:
             layer = copy.copy(layer)
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
-                if index is not None:
+                if room and index is not None and type(layer) is DynamicLayer:  # sliding layers crop: keep
+                    layer = _Preallocated(layer.keys.index_select(0, index), layer.values.index_select(0, index), room)
+                elif index is not None:
                     layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
                 else:
                     layer.keys = layer.keys.expand(layer.keys.shape[0] * repeat, *layer.keys.shape[1:])
@@ -544,7 +575,8 @@ class HFScoringLM:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits, cache = self._forward(ids, mask, positions, None, use_cache=True, keep=1)
-        cache = self._rows(cache, torch.arange(len(seqs), device=self.device).repeat_interleave(k))
+        cache = self._rows(cache, torch.arange(len(seqs), device=self.device).repeat_interleave(k),
+                           room=spec.max_new_tokens)
         mask = mask.repeat_interleave(k, 0)  # rows: (prompt, variant, sample)
         next_pos = positions[:, -1:].repeat_interleave(k, 0) + 1
         logits = logits[:, -1].float().repeat_interleave(k, 0)
