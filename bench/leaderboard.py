@@ -248,8 +248,10 @@ def _compare(base: Run, run: Run, n_boot: int, seed: int) -> dict[str, Change]:
 
 def _mean_improvement(changes: list[Change], relative: bool) -> Interval | None:
     """Distance-to-ideal reduction averaged over metrics, first within each group, then over groups
-    (relative: each in % of |base|, metrics with base 0 left out).  The interval comes from the same
-    average of the replicates."""
+    (relative: each in % of |base|, metrics with base 0 left out; a lower-is-better metric as the
+    relative change of its reciprocal, e.g. perplexity as per-token probability, so that every term
+    lies in [-100, inf) and one broken model cannot swamp the average).  The interval comes from the
+    same average of the replicates."""
     if relative:
         changes = [c for c in changes if c.base != 0 and math.isfinite(c.base)]
     if not changes:
@@ -257,8 +259,10 @@ def _mean_improvement(changes: list[Change], relative: bool) -> Interval | None:
 
     def one(c: Change, base, value):
         gain = improvement(c.spec, base, value)
+        if not relative:
+            return gain
         with np.errstate(divide="ignore", invalid="ignore"):
-            return 100 * gain / np.abs(base) if relative else gain
+            return 100 * (base / value - 1) if c.spec.direction == "lower" else 100 * gain / np.abs(base)
 
     def average(values: list) -> Any:
         groups = list(dict.fromkeys(c.spec.group for c in changes))
@@ -487,7 +491,8 @@ def to_markdown(lb: Leaderboard, command: str, machine: str, generated: str, res
         "Δ|·−50| is the change of the distance to 50 (negative = closer).",
         "", "## Alignment tax", "",
         f"Bias reduction: mean decrease of the distance to the ideal over {', '.join(f'`{k}`' for k in lb.bias_keys) or '–'}"
-        " (points; > 0 = less biased). Capability change: relative change (%, signed so > 0 = better) of "
+        " (points; > 0 = less biased). Capability change: relative change (%, > 0 = better; for a ↓ metric, of its "
+        "reciprocal, e.g. perplexity → per-token probability, so no term falls below -100) of "
         f"{', '.join(f'`{k}`' for k in lb.capability_keys) or '–'}, averaged within each of "
         f"{', '.join(CAPABILITY)}, then across them. Verdict: significant changes of whole-benchmark metrics.", "",
     ]

@@ -215,7 +215,7 @@ def test_capability_change_averages_relative_changes_within_then_across_groups(l
     docs = _docs()
     base, run = docs["smollm2-135m", "none"]["metrics"], docs["smollm2-135m", "inlp"]["metrics"]
     rel = {k: 100 * (run[k] - base[k]) / abs(base[k]) for k in lb.capability_keys}
-    rel["perplexity/wikitext2"] *= -1  # lower is better
+    rel["perplexity/wikitext2"] = 100 * (base["perplexity/wikitext2"] / run["perplexity/wikitext2"] - 1)  # of 1/ppl
     groups = {"truthfulness": ("truthfulqa/mc1", "truthfulqa/mc2"), "knowledge": ("knowledge/acc", "knowledge/mrr"),
               "fluency": ("stereoset/lms", "perplexity/wikitext2")}
     assert sorted(lb.capability_keys) == sorted(k for ks in groups.values() for k in ks)  # patterns left out
@@ -236,5 +236,7 @@ def test_relative_capability_change_leaves_out_metrics_with_base_zero():
     acc = MetricSpec("k/acc", "knowledge", "higher", "")
     ppl = MetricSpec("p/ppl", "fluency", "lower", "")
     changes = [L.Change(acc, 0.0, 0.1, None), L.Change(ppl, 20.0, 22.0, None)]
-    assert L._mean_improvement(changes, relative=True).est == pytest.approx(-10.0)  # only ppl: -(22-20)/20
+    assert L._mean_improvement(changes, relative=True).est == pytest.approx(100 * (20 / 22 - 1))  # only ppl, as 1/ppl
+    broken = [L.Change(ppl, 20.0, 2e4, None)]  # a collapsed model costs at most 100 %
+    assert -100 < L._mean_improvement(broken, relative=True).est < -99
     assert L._mean_improvement(changes, relative=False).est == pytest.approx(np.mean([0.1, -2.0]))
