@@ -258,11 +258,12 @@ def _mean_improvement(changes: list[Change], relative: bool) -> Interval | None:
         return None
 
     def one(c: Change, base, value):
-        gain = improvement(c.spec, base, value)
         if not relative:
-            return gain
+            return improvement(c.spec, base, value)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return 100 * (base / value - 1) if c.spec.direction == "lower" else 100 * gain / np.abs(base)
+            if c.spec.direction == "lower":
+                return 100 * (base / value - 1)
+            return 100 * improvement(c.spec, base, value) / np.abs(base)
 
     def average(values: list) -> Any:
         groups = list(dict.fromkeys(c.spec.group for c in changes))
