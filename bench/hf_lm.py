@@ -20,8 +20,9 @@ Passes are chunked by a dynamic programme over length-sorted units (at most
 ``batch_size`` sequences) that minimises padded tokens plus a per-pass cost.  Logits are
 projected only at the positions that predict continuation tokens (``logits_to_keep``
 mask), and log-probabilities use logsumexp + gather (more exact than an fp32
-log-softmax, and no [tokens, vocab] copy).  On CPU, attention reads grouped key/value
-heads in place under padding masks.  Results equal scoring every request alone up to
+log-softmax, and no [tokens, vocab] copy).  On CPU, passes run under
+``bench.cpu_inference`` (grouped key/value heads read in place, freed logits memory reused;
+decoding steps project the LM head in vocabulary blocks).  Results equal scoring every request alone up to
 float rounding (1e-4).  Models with sliding-window layers (Gemma 3) skip the masked
 padding when an input is longer than the window, so windows always count real tokens.
 
@@ -45,7 +46,6 @@ import copy
 import inspect
 import logging
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from itertools import accumulate
@@ -54,6 +54,7 @@ from typing import Callable, Sequence
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from bench.cpu_inference import cpu_inference, reuse_freed_memory
 from bench.errors import ConfigError
 from bench.lm import GenerationSpec, Loglikelihood, Request
 from bench.models import LoadedModel
@@ -67,10 +68,10 @@ Combine = Callable[[torch.Tensor], torch.Tensor]
 Sink = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 STEM_MIN = 32  # tokens a run of sorted inputs must share for its common prefix to run once for all
+GROUP_MIN = 8  # tokens (beyond the stem) a group's inputs must share for the prefix to run once for them
 LOGIT_BUDGET = 1 << 27  # logit values (512 MiB in fp32) one scoring forward pass may return
 PASS_COST = 32  # padded tokens a CPU forward pass is worth (per-pass overhead, when chunking by length)
 PASS_COST_ACCELERATOR = 4096  # the same on GPU, where padding is nearly free and passes are not
-FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # transformers' switch for enable_gqa SDPA calls under a mask
 NUCLEUS_K = 256  # candidates first searched for a row's top-p nucleus (x16 for rows it does not cover)
 
 
@@ -157,7 +158,7 @@ def _split_groups(lengths: list[int], lcp: list[int], stem: int) -> list[tuple[i
         lo, hi, depth, kids = nodes[v]
         split = sum(cost[k] for k in kids)
         whole = depth - stem + total[hi] - total[lo] - (hi - lo) * depth
-        if not kids or (depth > stem and whole <= split):
+        if not kids or (depth - stem >= GROUP_MIN and whole <= split):
             cost[v], own[v] = whole, True
         else:
             cost[v] = split
@@ -221,6 +222,8 @@ class HFScoringLM:
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.x: cache=
         self._window, self._plain_cache = self._cache_layout()
+        if self.device.type == "cpu":
+            reuse_freed_memory()
         if hidden_transform is not None:  # the model belongs to this LM from now on
             self.model.get_output_embeddings().register_forward_pre_hook(
                 lambda _m, args: (hidden_transform(args[0]),) + tuple(args[1:]))
@@ -287,23 +290,16 @@ class HFScoringLM:
         return (min(windows) if windows else None), plain
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None, cache,
-                 use_cache: bool, keep: int | torch.Tensor = 0):
-        """One model call; returns (logits, cache).  On CPU, SDPA attends grouped key/value heads
-        in place even under a padding mask (transformers otherwise copies them to every head)."""
+                 use_cache: bool, keep: int | torch.Tensor = 0, decoding: bool = False):
+        """One model call; returns (logits, cache).  On CPU it runs under ``cpu_inference``
+        (grouped key/value heads read in place; for a ``decoding`` step, the LM head in blocks)."""
         kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache,
                       logits_to_keep=keep, **({self._cache_kw: cache} if cache is not None else {}))
         if self.device.type != "cpu":  # on CUDA a masked GQA call would fall back to the math kernel
             out = self.model(**kwargs)
         else:
-            before = os.environ.get(FORCE_GQA)
-            os.environ[FORCE_GQA] = "1"
-            try:
+            with cpu_inference(self.model, blocked_head=decoding):
                 out = self.model(**kwargs)
-            finally:
-                if before is None:
-                    del os.environ[FORCE_GQA]
-                else:
-                    os.environ[FORCE_GQA] = before
         return out.logits, (getattr(out, self._cache_kw) if use_cache else None)
 
     def _rows(self, cache, index: torch.Tensor | None = None, repeat: int = 1, room: int = 0):
@@ -597,7 +593,7 @@ class HFScoringLM:
                 break
             feed = chosen[:, None, :].expand(B, V, k).reshape(-1, 1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
-            logits, cache = self._forward(feed, mask, next_pos, cache, use_cache=True)
+            logits, cache = self._forward(feed, mask, next_pos, cache, use_cache=True, decoding=True)
             next_pos = next_pos + 1
             logits = logits[:, -1].float()
         eos_ids = set(eos.tolist())

@@ -11,7 +11,8 @@ On one model object and identical requests it times (warm-up first, then the med
   context, each sentence a continuation), through lm-eval's ``HFLM.loglikelihood`` and
   through ``HFScoringLM.loglikelihood``;
 * k-sample generation (k = 25, 20 new tokens, top-p 0.9) of RealToxicityPrompts prompts
-  through ``HFScoringLM.generate`` and through a per-prompt ``model.generate`` loop.
+  through ``HFScoringLM.generate`` and through a per-prompt ``model.generate`` loop (32
+  prompts: one batch of smollm2-135m, as the toxicity benchmark runs them; 3 with --quick).
 
 Both scorers get the same sentence-start token and window.  Throughput is requests/s and
 request tokens/s (context + continuation tokens of every request, i.e. what a naive
@@ -37,15 +38,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from bench.cpu_inference import reuse_freed_memory
 from bench.data import DataRoot, read_csv, read_json, read_jsonl
 from bench.hf_lm import HFScoringLM
 from bench.lm import GenerationSpec, Request
 from bench.models import load_named
 from bench.tasks.truthfulqa import PRIMER as QA_PRIMER  # lm-eval's doc_to_text primer, verbatim
 
-SIZES = {  # (TruthfulQA questions, CrowS pairs, toxicity prompts)
+SIZES = {  # (TruthfulQA questions, CrowS pairs, toxicity prompts); full: one sampling batch of smollm2-135m
     "quick": (4, 30, 3),
-    "full": (24, 200, 8),
+    "full": (24, 200, 32),
 }
 K_SAMPLES, NEW_TOKENS, TOP_P = 25, 20, 0.9
 
@@ -259,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     data = DataRoot(download=False)
     print(f"model {loaded.identity} {args.dtype} on {lm.device}, batch size {lm.batch_size}, max length "
           f"{lm.max_length}, torch {torch.__version__} with {torch.get_num_threads()} threads "
-          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), {args.runs} runs")
+          f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), freed memory reused: "
+          f"{reuse_freed_memory()}, {args.runs} runs")
     tqa_ratio, tqa_diff = report_scoring(lm, truthfulqa(data, n_tqa), args.runs)
     crows_ratio, crows_diff = report_scoring(lm, crows_pairs(data, n_crows), args.runs)
     sampling_ratio = report_sampling(lm, toxicity_prompts(data, n_prompts), args.runs)
