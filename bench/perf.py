@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model {loaded.identity} {args.dtype} on {lm.device}, batch size {lm.batch_size}, max length "
           f"{lm.max_length}, torch {torch.__version__} with {torch.get_num_threads()} threads "
           f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), freed memory reused: "
-          f"{reuse_freed_memory()}, {args.runs} runs")
+          f"{reuse_freed_memory() if lm.device.type == 'cpu' else 'n/a'}, {args.runs} runs")
     tqa_ratio, tqa_diff = report_scoring(lm, truthfulqa(data, n_tqa), args.runs)
     crows_ratio, crows_diff = report_scoring(lm, crows_pairs(data, n_crows), args.runs)
     sampling_ratio = report_sampling(lm, toxicity_prompts(data, n_prompts), args.runs)

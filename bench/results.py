@@ -23,8 +23,8 @@ from bench.io import atomic_write_bytes, atomic_write_json, stable_hash
 SCHEMA_VERSION = 1
 # Source files whose change can change a number (reporting code - leaderboard, plots, CLI - is left out,
 # so editing a figure does not invalidate finished runs).
-NUMBERS_CODE = ("bench/lm.py", "bench/hf_lm.py", "bench/cpu_inference.py", "bench/models.py", "bench/data.py", "bench/data_files.json",
-                "bench/metrics.py", "bench/tasks", "bench/scorers", "methods")
+NUMBERS_CODE = ("bench/lm.py", "bench/hf_lm.py", "bench/cpu_inference.py", "bench/models.py", "bench/data.py",
+                "bench/data_files.json", "bench/metrics.py", "bench/tasks", "bench/scorers", "methods")
 _REPO = Path(__file__).resolve().parent.parent
 
 
