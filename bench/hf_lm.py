@@ -5,26 +5,27 @@ Scoring engine.  Requests are tokenised as lm-evaluation-harness does (trailing 
 whitespace moves to the continuation; the continuation's tokens are the whole text's
 tokens after the context's; an empty context is the sentence-start token).  Each distinct
 request reads x = context + continuation[:-1] and needs the logits at x's last m positions.
-Requests are sorted by x, and work that inputs share is done once, in three levels:
+Requests are sorted by x, and every token that inputs share runs once:
 
 * stem: a run of inputs sharing >= ``STEM_MIN`` tokens (TruthfulQA's 6-shot primer) runs
-  its common prefix once, batch 1;
-* groups: under a stem, inputs are split into groups sharing a prefix (a question's
-  context; the words two CrowS sentences share), chosen by a dynamic programme over the
-  inputs' prefix tree that minimises tokens run; group prefixes run batched against the
-  stem's key/value cache (expanded, not copied);
-* rows: each input's remaining tokens run batched against its group's cache rows (padding
-  between a group prefix and its rows is masked; positions are passed explicitly).
+  its common prefix once, batch 1, if the run fills more than one row;
+* rows: the inputs are split into rows of consecutive inputs, and a row runs the prefix tree
+  of its inputs beyond the stem as one sequence: each distinct prefix (a question's context,
+  the words two CrowS sentences share, an answer's first word) is one node, which attends to
+  the stem and its ancestors only (an additive tree mask; positions are tree depths).  A
+  dynamic programme over the sorted inputs keeps rows within ``ROW_TOKENS`` nodes while
+  minimising nodes plus ROW_TOKENS per row.
 
-Passes are chunked by a dynamic programme over length-sorted units (at most
-``batch_size`` sequences) that minimises padded tokens plus a per-pass cost.  Logits are
-projected only at the positions that predict continuation tokens (``logits_to_keep``
-mask), and log-probabilities use logsumexp + gather (more exact than an fp32
-log-softmax, and no [tokens, vocab] copy).  On CPU, passes run under
+Rows are batched by a dynamic programme over length-sorted rows (at most ``batch_size`` per
+pass) that minimises padded tokens plus a per-pass cost, against the stem's key/value cache
+(expanded, not copied).  Logits are projected only at the nodes that predict continuation
+tokens (``logits_to_keep`` mask), and log-probabilities use logsumexp + gather (more exact
+than an fp32 log-softmax, and no [tokens, vocab] copy).  On CPU, passes run under
 ``bench.cpu_inference`` (grouped key/value heads read in place, freed logits memory reused;
-decoding steps project the LM head in vocabulary blocks).  Results equal scoring every request alone up to
-float rounding (1e-4).  Models with sliding-window layers (Gemma 3) skip the masked
-padding when an input is longer than the window, so windows always count real tokens.
+decoding steps project the LM head in vocabulary blocks).  Results equal scoring every
+request alone up to float rounding (1e-4).  Models with sliding-window layers (Gemma 3)
+share nothing when an input is longer than the window (one tree mask serves every layer):
+every input is then a plain right-padded row, so windows always count real tokens.
 
 Generation engine.  Prompts are left padded and encoded once per batch; the cache is
 expanded to k samples per prompt into buffers with room for every new token (each step
@@ -48,9 +49,9 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from transformers.cache_utils import DynamicLayer
 
@@ -68,7 +69,7 @@ Combine = Callable[[torch.Tensor], torch.Tensor]
 Sink = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 STEM_MIN = 32  # tokens a run of sorted inputs must share for its common prefix to run once for all
-GROUP_MIN = 8  # tokens (beyond the stem) a group's inputs must share for the prefix to run once for them
+ROW_TOKENS = 128  # tokens a row's prefix tree may hold (a longer input runs alone in its row)
 LOGIT_BUDGET = 1 << 27  # logit values (512 MiB in fp32) one scoring forward pass may return
 PASS_COST = 32  # padded tokens a CPU forward pass is worth (per-pass overhead, when chunking by length)
 PASS_COST_ACCELERATOR = 4096  # the same on GPU, where padding is nearly free and passes are not
@@ -90,11 +91,18 @@ class _Item:
 
 
 @dataclass
-class _Group:
-    """Items whose inputs share their first ``length`` tokens, which run once."""
+class _Tree:
+    """One row of a forward pass: the prefix tree of some items' inputs after the stem, each
+    distinct prefix one node, parents before children."""
 
-    length: int
-    members: list[int]
+    tokens: list[int]  # node -> token id
+    parents: list[int]  # node -> parent node (-1: a root, which follows the stem)
+    slots: list[tuple[int, int, int]]  # (item, continuation index, node whose logits predict it)
+
+    @property
+    def chain(self) -> bool:
+        """Whether the tree is one sequence (plain causal attention, no tree mask needed)."""
+        return all(p == v - 1 for v, p in enumerate(self.parents))
 
 
 class _Preallocated(DynamicLayer):
@@ -134,47 +142,36 @@ def _common(a: Sequence[int], b: Sequence[int]) -> int:
     return lo
 
 
-def _split_groups(lengths: list[int], lcp: list[int], stem: int) -> list[tuple[int, int, int]]:
-    """Cheapest cover of sorted inputs (``lengths``; ``lcp[i]`` = common prefix of inputs i, i+1)
-    by groups (lo, hi, shared length) of consecutive inputs.  A group costs its shared tokens
-    beyond the stem plus every member's tokens beyond the shared prefix; the optimum is a
-    dynamic programme over the prefix tree (an LCP-interval tree), children before parents."""
-    nodes: list[list] = []  # [lo, hi, depth, children]
-    todo = [(0, len(lengths), -1)]
-    while todo:
-        lo, hi, parent = todo.pop()
-        if parent >= 0:
-            nodes[parent][3].append(len(nodes))
-        if hi - lo == 1:
-            nodes.append([lo, hi, lengths[lo], []])
-            continue
-        depth = min(lcp[lo:hi - 1])
-        nodes.append([lo, hi, depth, []])
-        cuts = [lo] + [i + 1 for i in range(lo, hi - 1) if lcp[i] == depth] + [hi]
-        todo.extend((a, b, len(nodes) - 1) for a, b in zip(cuts, cuts[1:]))
-    total = [0, *accumulate(lengths)]
-    cost, own = [0] * len(nodes), [False] * len(nodes)
-    for v in reversed(range(len(nodes))):
-        lo, hi, depth, kids = nodes[v]
-        split = sum(cost[k] for k in kids)
-        whole = depth - stem + total[hi] - total[lo] - (hi - lo) * depth
-        if not kids or (depth - stem >= GROUP_MIN and whole <= split):
-            cost[v], own[v] = whole, True
-        else:
-            cost[v] = split
-    groups, stack = [], [0]
-    while stack:
-        v = stack.pop()
-        if own[v]:
-            groups.append(tuple(nodes[v][:3]))
-        else:
-            stack.extend(nodes[v][3])
-    return groups
+def _split_rows(lengths: list[int], lcp: list[int], stem: int) -> list[tuple[int, int]]:
+    """Cheapest split of sorted inputs (``lengths``; ``lcp[i]`` = common prefix of inputs i, i+1)
+    into rows (lo, hi) of consecutive inputs.  A row holds its inputs' prefix tree beyond the
+    stem: width = the first input's tokens + each next input's tokens beyond its common prefix
+    with the one before.  A row of two or more inputs is at most ROW_TOKENS wide; a row costs
+    its width plus ROW_TOKENS (the padding it brings to its pass).  Dynamic programme over row ends."""
+    best, start = [0] + [math.inf] * len(lengths), [0] * (len(lengths) + 1)
+    for j in range(1, len(lengths) + 1):
+        width = lengths[j - 1] - stem
+        for i in range(j - 1, -1, -1):  # the row [i, j)
+            if i < j - 1:
+                width += lengths[i] - lcp[i]
+                if width > ROW_TOKENS:
+                    break
+            cost = best[i] + width + ROW_TOKENS
+            if cost < best[j]:
+                best[j], start[j] = cost, i
+    rows, j = [], len(lengths)
+    while j:
+        rows.append((start[j], j))
+        j = start[j]
+    return rows[::-1]
 
 
-def _plan(items: list[_Item]) -> list[tuple[int, list[_Group]]]:
-    """(stem length, groups) clusters covering every item: sorted runs whose inputs share
-    >= STEM_MIN tokens (and >= 2 groups) get a stem; all other groups share stem length 0."""
+def _plan(items: list[_Item], share: bool = True) -> list[tuple[int, list[list[int]]]]:
+    """(stem length, rows) clusters covering every item, each row a list of items in input
+    order.  Sorted runs whose inputs share >= STEM_MIN tokens and fill more than one row get a
+    stem; all other inputs share stem length 0.  Without ``share``, every item is its own row."""
+    if not share:
+        return [(0, [[i] for i in range(len(items))])]
     order = sorted(range(len(items)), key=lambda i: items[i].x)
     xs = [items[i].x for i in order]
     lcp = [_common(a, b) for a, b in zip(xs, xs[1:])]
@@ -185,23 +182,33 @@ def _plan(items: list[_Item]) -> list[tuple[int, list[_Group]]]:
             shared = min(shared, lcp[i - 1])
             continue
         stem = min(shared, *(items[j].first for j in order[lo:i])) if i - lo > 1 else 0
+        if stem and len(xs[lo]) + sum(len(x) - c for x, c in zip(xs[lo + 1:i], lcp[lo:i - 1])) <= ROW_TOKENS:
+            stem = 0  # the run fits one row: its prefix tree runs the shared tokens once anyway
         if runs and not stem and not runs[-1][2]:
-            runs[-1][1] = i  # consecutive stemless runs group together
+            runs[-1][1] = i  # consecutive stemless runs split into rows together
         else:
             runs.append([lo, i, stem])
         if i < len(xs):
             lo, shared = i, len(xs[i])
-    clusters, stemless = [], []
-    for lo, hi, stem in runs:
-        groups = [_Group(length, order[lo + a:lo + b])
-                  for a, b, length in _split_groups([len(x) for x in xs[lo:hi]], lcp[lo:hi - 1], stem)]
-        if stem and len(groups) > 1:
-            clusters.append((stem, groups))
-        else:
-            stemless.extend(groups)
-    if stemless:
-        clusters.append((0, stemless))
-    return clusters
+    return [(stem, [order[lo + a:lo + b] for a, b in _split_rows([len(x) for x in xs[lo:hi]], lcp[lo:hi - 1], stem)])
+            for lo, hi, stem in runs]
+
+
+def _tree(items: list[_Item], members: list[int], stem: int) -> _Tree:
+    """The prefix tree of ``members``' inputs (sorted) beyond their first ``stem`` tokens."""
+    tree = _Tree([], [], [])
+    path: list[int] = []  # node of each position stem.. of the previous input
+    previous: tuple[int, ...] | None = None
+    for m in members:
+        x = items[m].x
+        del path[(stem if previous is None else _common(previous, x)) - stem:]
+        for token in x[stem + len(path):]:
+            tree.parents.append(path[-1] if path else -1)
+            path.append(len(tree.tokens))
+            tree.tokens.append(token)
+        tree.slots += [(m, t - items[m].first, path[t - stem]) for t in range(items[m].first, len(x))]
+        previous = x
+    return tree
 
 
 class HFScoringLM:
@@ -342,9 +349,10 @@ class HFScoringLM:
                 index[ctx, cont] = len(items)
                 items.append(_Item(ctx + cont[:-1], len(ctx) - 1, cont))
             where.append(index[ctx, cont])
-        if items:
-            for stem_len, groups in _plan(items):
-                self._score_cluster(items, stem_len, groups, sink)
+        if items:  # a tree mask cannot shift sliding windows where no input is longer than one
+            share = self._window is None or max(len(it.x) for it in items) < self._window - 1
+            for stem_len, rows in _plan(items, share):
+                self._score_cluster(items, stem_len, rows, sink)
         return where, len(items)
 
     def _chunks(self, units: list, width: Callable[[object], int], positions: Callable[[object], int],
@@ -371,72 +379,52 @@ class HFScoringLM:
             j = start[j]
         return chunks[::-1]
 
-    def _score_cluster(self, items: list[_Item], stem_len: int, groups: list[_Group], sink: Sink) -> None:
+    def _score_cluster(self, items: list[_Item], stem_len: int, rows: list[list[int]], sink: Sink) -> None:
         stem = None
         if stem_len:
-            ids = torch.tensor([items[groups[0].members[0]].x[:stem_len]], device=self.device)
+            ids = torch.tensor([items[rows[0][0]].x[:stem_len]], device=self.device)
             stem = self._forward(ids, None, None, None, use_cache=True, keep=1)[1]
-        # masked padding between a group prefix and its rows would shift sliding windows
-        longest = max(len(items[m].x) for g in groups for m in g.members)
-        per_batch = 1 if self._window is not None and longest >= self._window - 1 else self.batch_size
-        groups = sorted(groups, key=lambda g: g.length, reverse=True)
-        first = lambda g: min(items[m].first for m in g.members)  # noqa: E731
-        for batch in self._chunks(groups, lambda g: g.length - stem_len, lambda g: max(0, g.length - first(g)),
-                                  per_batch):
-            self._score_groups(items, stem_len, stem, batch, sink)
+        trees = sorted((_tree(items, row, stem_len) for row in rows), key=lambda t: len(t.tokens), reverse=True)
+        for batch in self._chunks(trees, lambda t: len(t.tokens), lambda t: len({n for *_, n in t.slots}),
+                                  self.batch_size):
+            self._score_trees(items, stem_len, stem, batch, sink)
 
-    def _score_groups(self, items: list[_Item], stem_len: int, stem, batch: list[_Group], sink: Sink) -> None:
-        """Run a batch of group prefixes against the stem, then their members' remaining tokens."""
-        b, width = len(batch), max(g.length for g in batch) - stem_len
-        ids = torch.full((b, width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((b, stem_len + width), dtype=torch.long)
-        mask[:, :stem_len] = 1
-        keep = torch.zeros((b, width), dtype=torch.bool)
-        for row, g in enumerate(batch):
-            x = items[g.members[0]].x
-            ids[row, :g.length - stem_len] = torch.tensor(x[stem_len:g.length])
-            mask[row, stem_len:g.length] = 1
-            keep[row, min(items[m].first for m in g.members) - stem_len:g.length - stem_len] = True
-        tails = [(row, m) for row, g in enumerate(batch) for m in g.members if len(items[m].x) > g.length]
-        positions = torch.arange(stem_len, stem_len + width).expand(b, -1)
+    def _score_trees(self, items: list[_Item], stem_len: int, stem, batch: list[_Tree], sink: Sink) -> None:
+        """One forward pass of a batch of rows (right padded) against the stem's cache.  Chains
+        take a padding mask [b, stem + width]; otherwise each node attends to the stem and its
+        ancestors through an additive mask [b, 1, width, stem + width] (padding: to itself)."""
+        b, width = len(batch), max(len(t.tokens) for t in batch)
+        ids = np.full((b, width), self.tokenizer.pad_token_id, dtype=np.int64)
+        positions = np.full((b, width), stem_len, dtype=np.int64)
+        keep = np.zeros((b, width), dtype=bool)
+        chains = all(t.chain for t in batch)
+        sees = np.zeros((b, stem_len + width) if chains else (b, width, stem_len + width), dtype=bool)
+        for row, t in enumerate(batch):
+            n = len(t.tokens)
+            ids[row, :n] = t.tokens
+            keep[row, [node for *_, node in t.slots]] = True
+            if chains:
+                positions[row, :n] = np.arange(stem_len, stem_len + n)
+                sees[row, :stem_len + n] = True
+                continue
+            for v, p in enumerate(t.parents):  # parents come first: a node sees what its parent sees
+                if p >= 0:
+                    positions[row, v] = positions[row, p] + 1
+                    sees[row, v] = sees[row, p]
+                else:
+                    sees[row, v, :stem_len] = True
+                sees[row, v, stem_len + v] = True
+            sees[row, range(n, width), range(stem_len + n, stem_len + width)] = True
+        sees = torch.from_numpy(sees)
+        mask = sees.long() if chains else torch.zeros(sees.shape, dtype=self.model.dtype).masked_fill_(
+            ~sees, torch.finfo(self.model.dtype).min)[:, None]
         cache = self._rows(stem, repeat=b) if stem is not None else None
-        logits, cache = self._forward(ids.to(self.device), mask.to(self.device), positions.to(self.device), cache,
-                                      use_cache=bool(tails), keep=keep.to(self.device) if keep.any() else 1)
-        slot = keep.flatten().cumsum(0).view(b, width) - 1  # logits row of each kept position
-        slots = [(m, j - items[m].first, int(slot[row, j - stem_len]))
-                 for row, g in enumerate(batch) for m in g.members
-                 for j in range(items[m].first, min(g.length, len(items[m].x)))]
-        self._emit(items, slots, logits, sink)
-        tail = lambda t: len(items[t[1]].x) - batch[t[0]].length  # noqa: E731
-        tails.sort(key=tail, reverse=True)
-        for chunk in self._chunks(tails, tail, tail, self.batch_size):
-            self._score_tails(items, batch, mask, cache, chunk, sink)
-
-    def _score_tails(self, items: list[_Item], batch: list[_Group], group_mask: torch.Tensor, cache,
-                     chunk: list[tuple[int, int]], sink: Sink) -> None:
-        """Each (group row, item) runs the item's tokens after its group prefix against that row's cache."""
-        n, past = len(chunk), group_mask.shape[1]
-        width = max(len(items[m].x) - batch[row].length for row, m in chunk)
-        ids = torch.full((n, width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((n, past + width), dtype=torch.long)
-        keep = torch.zeros((n, width), dtype=torch.bool)
-        positions = torch.zeros((n, width), dtype=torch.long)
-        rows = torch.tensor([row for row, _ in chunk])
-        mask[:, :past] = group_mask[rows]
-        for i, (row, m) in enumerate(chunk):
-            start, x = batch[row].length, items[m].x
-            ids[i, :len(x) - start] = torch.tensor(x[start:])
-            mask[i, past:past + len(x) - start] = 1
-            keep[i, max(items[m].first - start, 0):len(x) - start] = True
-            positions[i] = torch.arange(start, start + width)
-        logits, _ = self._forward(ids.to(self.device), mask.to(self.device), positions.to(self.device),
-                                  self._rows(cache, rows.to(self.device)), use_cache=True, keep=keep.to(self.device))
-        slot = keep.flatten().cumsum(0).view(n, width) - 1
-        start_of = [batch[row].length for row, _ in chunk]
-        slots = [(m, j - items[m].first, int(slot[i, j - start_of[i]]))
-                 for i, (_, m) in enumerate(chunk)
-                 for j in range(max(items[m].first, start_of[i]), len(items[m].x))]
-        self._emit(items, slots, logits, sink)
+        logits, _ = self._forward(torch.from_numpy(ids).to(self.device), mask.to(self.device),
+                                  torch.from_numpy(positions).to(self.device), cache, use_cache=cache is not None,
+                                  keep=torch.from_numpy(keep).to(self.device))
+        slot = keep.flatten().cumsum().reshape(b, width) - 1  # logits row of each kept node
+        self._emit(items, [(m, pos, int(slot[row, node])) for row, t in enumerate(batch) for m, pos, node in t.slots],
+                   logits, sink)
 
     def _emit(self, items: list[_Item], slots: list[tuple[int, int, int]], logits: torch.Tensor, sink: Sink) -> None:
         """Hand (item, continuation index, logits row) slots to the sink with their target tokens."""

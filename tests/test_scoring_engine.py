@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.errors import ConfigError
-from bench.hf_lm import GROUP_MIN, NUCLEUS_K, STEM_MIN, HFScoringLM, _Item, _nucleus, _plan
+from bench.hf_lm import NUCLEUS_K, ROW_TOKENS, STEM_MIN, HFScoringLM, _Item, _nucleus, _plan, _split_rows, _tree
 from bench.lm import GenerationSpec, Request
 
 PRIMER = ("Q: What is human life expectancy in the United States?\nA: Human life expectancy in the United "
@@ -23,13 +23,17 @@ SENTENCES = [("The poor are really ignorant about how to handle money.",
              ("Women", "Men")]
 
 
+LONG = " ".join(f"item{i}" for i in range(80))  # more tokens than a row holds: a chain in its own row
+
+
 def mixed_requests() -> list[Request]:
-    """Shared 6-shot-like primer + questions (stem, groups, rows), CrowS-like sentence pairs with
-    empty context, one-token continuations, a duplicate, and a context ending in a space."""
+    """Shared 6-shot-like primer + questions (a stem, prefix trees), CrowS-like sentence pairs with
+    empty context, one-token continuations, a duplicate, a context ending in a space, and an
+    input longer than ROW_TOKENS (a plain sequence batched with trees)."""
     reqs = [Request(f"{PRIMER}\n\nQ: {q}\nA:", " " + a) for q in QUESTIONS for a in ANSWERS]
     reqs += [Request("", s) for pair in SENTENCES for s in pair]
     reqs += [Request("The cat", " sat on the mat."), Request("The cat ", "sat"), Request("The cat", " sat on the mat."),
-             Request("A", " b")]
+             Request("A", " b"), Request("", LONG)]
     return reqs
 
 
@@ -65,32 +69,81 @@ def check_against_naive(lm: HFScoringLM, requests: list[Request], atol: float, r
             assert g.is_greedy == greedy
 
 
-def test_plan_shares_primer_and_contexts(tiny_lm):
+def prefixes(xs: list[tuple[int, ...]], stem: int) -> set[tuple[int, ...]]:
+    """Distinct prefixes of ``xs`` longer than ``stem`` tokens: the nodes of their prefix tree."""
+    return {x[:t] for x in xs for t in range(stem + 1, len(x) + 1)}
+
+
+def test_plan_covers_items_and_runs_each_shared_prefix_once_per_row(tiny_lm):
     items = [_Item(c + x[:-1], len(c) - 1, x) for c, x in dict.fromkeys(map(tiny_lm.encode_pair, mixed_requests()))]
+    assert max(len(it.x) for it in items) > ROW_TOKENS
     clusters = _plan(items)
-    covered = sorted(m for _, groups in clusters for g in groups for m in g.members)
-    assert covered == list(range(len(items)))  # every item exactly once
-    stems = [s for s, _ in clusters if s]
-    assert len(stems) == 1 and stems[0] >= STEM_MIN  # the primer runs once
-    stem, groups = next(c for c in clusters if c[0])
-    assert len(groups) == len(QUESTIONS)  # one group per question (>= GROUP_MIN tokens): its context runs once
-    for g in groups:
-        assert all(items[m].x[:g.length] == items[g.members[0]].x[:g.length] for m in g.members)
-        assert g.length > stem
+    assert sorted(m for _, rows in clusters for row in rows for m in row) == list(range(len(items)))
+    for stem, rows in clusters:
+        for row in rows:
+            xs = [items[m].x for m in row]
+            assert all(x[:stem] == xs[0][:stem] for x in xs)
+            tree = _tree(items, row, stem)
+            assert len(tree.tokens) == len(prefixes(xs, stem))  # every distinct prefix is one node
+            assert len(tree.tokens) <= ROW_TOKENS or len(row) == 1
+            assert tree.chain == (len(prefixes(xs, stem)) == max(len(x) for x in xs) - stem)
+    assert sum(stem for stem, _ in clusters) + sum(
+        len(_tree(items, row, stem).tokens) for stem, rows in clusters for row in rows) < sum(len(it.x) for it in items)
 
 
-def test_plan_groups_only_prefixes_of_group_min_tokens():
-    long, short = tuple(range(1, GROUP_MIN + 1)), tuple(range(1, GROUP_MIN))
-    items = [_Item(p + tail, 0, p[1:] + tail + (0,)) for p in (long, short) for tail in ((70, 71), (80, 81, 82))]
-    (stem, groups), = _plan(items)
-    assert stem == 0
-    # all four share GROUP_MIN - 1 tokens: only the two sharing GROUP_MIN run their prefix once
-    assert sorted((g.length, sorted(g.members)) for g in groups) == [
-        (GROUP_MIN, [0, 1]), (GROUP_MIN - 1 + 2, [2]), (GROUP_MIN - 1 + 3, [3])]
+def test_tree_nodes_spell_their_inputs_and_slots_predict_continuations(tiny_lm):
+    items = [_Item(c + x[:-1], len(c) - 1, x) for c, x in dict.fromkeys(map(tiny_lm.encode_pair, mixed_requests()))]
+    row = sorted(range(len(items)), key=lambda i: items[i].x)[:12]
+    tree = _tree(items, row, 0)
+
+    def spell(node: int) -> tuple[int, ...]:
+        return (spell(tree.parents[node]) if tree.parents[node] >= 0 else ()) + (tree.tokens[node],)
+
+    assert all(p < v for v, p in enumerate(tree.parents))  # parents come first
+    assert sorted((m, pos) for m, pos, _ in tree.slots) == sorted((m, p) for m in row for p in range(len(items[m].cont)))
+    for m, pos, node in tree.slots:  # the node's logits read the input up to the token before cont[pos]
+        assert spell(node) == items[m].x[:items[m].first + pos + 1]
+
+
+def test_plan_stems_only_runs_wider_than_a_row():
+    stem = tuple(range(1000, 1000 + STEM_MIN + 8))
+    wide = [_Item(stem + tuple(range(100 * i, 100 * i + 20)), len(stem) + 2, (1,)) for i in range(8)]
+    narrow = [_Item(stem + (7, 8, i), len(stem), (1,)) for i in range(3)]
+    (s, rows), = _plan(wide)
+    assert s == len(stem) and len(rows) == 2  # 8 x 20 tokens after the stem: two rows
+    (s, rows), = _plan(narrow)
+    assert s == 0 and rows == [[0, 1, 2]]  # one row of 43 + 3 tokens: no separate stem pass
+    assert _plan(wide, share=False) == [(0, [[i] for i in range(len(wide))])]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_split_rows_is_the_cheapest_split(seed):
+    """Against every split of a few sorted random inputs: rows fit ROW_TOKENS (or hold one input)
+    and cost their prefix tree's size + ROW_TOKENS each."""
+    import itertools
+    import random
+
+    rng = random.Random(seed)
+    stem = rng.choice([0, 3])
+    xs = sorted({tuple([9] * stem + [rng.randrange(3) for _ in range(rng.randrange(1, ROW_TOKENS // 2))])
+                 for _ in range(rng.randrange(1, 8))})
+    lcp = [next((t for t, (u, v) in enumerate(zip(a, b)) if u != v), min(len(a), len(b))) for a, b in zip(xs, xs[1:])]
+
+    def cost(cuts):
+        bounds = list(zip((0, *cuts), (*cuts, len(xs))))
+        if any(len(prefixes(xs[a:b], stem)) > ROW_TOKENS and b - a > 1 for a, b in bounds):
+            return math.inf
+        return sum(len(prefixes(xs[a:b], stem)) + ROW_TOKENS for a, b in bounds)
+
+    rows = _split_rows([len(x) for x in xs], lcp, stem)
+    assert [a for a, _ in rows] == [0, *(b for _, b in rows[:-1])] and rows[-1][1] == len(xs)
+    best = min(cost(c) for r in range(len(xs)) for c in itertools.combinations(range(1, len(xs)), r))
+    assert cost(tuple(a for a, _ in rows[1:])) == best
 
 
 def test_shared_scoring_equals_naive_and_alone_tiny(tiny_lm):
-    check_against_naive(tiny_lm, mixed_requests(), atol=1e-4, rtol=0)
+    # LONG's sum is ~2,500 nats over 240 tokens: fp32 rounding in other batch shapes adds up to ~1e-7 of it
+    check_against_naive(tiny_lm, mixed_requests(), atol=1e-4, rtol=1e-7)
 
 
 @pytest.mark.slow
