@@ -18,7 +18,7 @@ class LeaderboardCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not any((Path(self.results_dir) / "runs").glob("*.json")):
             return
-        from bench.leaderboard import main as leaderboard_main
+        from bench.report.main import main as leaderboard_main
 
         leaderboard_main(results_dir=self.results_dir)
         log.info("leaderboard regenerated in %s", self.results_dir)

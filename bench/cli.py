@@ -18,7 +18,7 @@ def _run(argv: list[str]) -> int:
     import hydra
     from omegaconf import DictConfig
 
-    from bench.models import CONF_DIR
+    from bench.config import CONF_DIR
     from bench.run import run
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -38,14 +38,15 @@ def _run(argv: list[str]) -> int:
 def _leaderboard(argv: list[str]) -> int:
     import argparse
 
-    from bench.leaderboard import main as leaderboard_main
+    from bench.report.main import main as leaderboard_main
 
     parser = argparse.ArgumentParser(prog="taxbench leaderboard")
     parser.add_argument("--results", default="results", help="results folder holding runs/ and records/")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--code-version", default=None, help="use only runs of this code version (default: newest per cell)")
     args = parser.parse_args(argv)
-    leaderboard_main(results_dir=args.results, n_boot=args.n_boot, seed=args.seed)
+    leaderboard_main(results_dir=args.results, n_boot=args.n_boot, seed=args.seed, pin=args.code_version)
     return 0
 
 

@@ -38,11 +38,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from bench.cpu_inference import reuse_freed_memory
+from bench.engine.cpu_inference import reuse_freed_memory
 from bench.data import DataRoot, read_csv, read_json, read_jsonl
-from bench.hf_lm import HFScoringLM
-from bench.lm import GenerationSpec, Request
-from bench.models import load_named
+from bench.engine.hf_lm import HFScoringLM
+from bench.api.lm import GenerationSpec, Request
+from bench.config import load_named
 from bench.tasks.truthfulqa import PRIMER as QA_PRIMER  # lm-eval's doc_to_text primer, verbatim
 
 SIZES = {  # (TruthfulQA questions, CrowS pairs, toxicity prompts); full: one sampling batch of smollm2-135m

@@ -4,7 +4,6 @@ the result file.  ``taxbench run [overrides]`` calls ``run(cfg)`` once per Hydra
 from __future__ import annotations
 
 import logging
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -16,9 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.data import DataRoot, data_manifest_digest
 from bench.errors import ConfigError
-from bench.models import ModelConfig, load_model, model_configs, model_identity
-from bench.protocols import Benchmark, Method, MethodContext
-from bench.results import code_version, load_result, new_document, run_id, run_paths, versions, write_result
+from bench.engine.hf_lm import HFScoringLM
+from bench.config import build_model_config, model_configs
+from bench.engine.models import load_model, model_identity, resolve_device
+from bench.api import Benchmark, Method, MethodContext, ModelConfig
+from bench.store import code_version, load_result, new_document, run_id, run_paths, versions, write_result
 from bench.validate import check_fields
 
 log = logging.getLogger("taxbench")
@@ -33,14 +34,6 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 def _as_dict(obj: Any) -> dict[str, Any]:
     return asdict(obj) if is_dataclass(obj) else dict(vars(obj))
-
-
-def build_model_config(cfg: DictConfig) -> ModelConfig:
-    raw = OmegaConf.to_container(cfg.model, resolve=True)
-    unknown = set(raw) - set(ModelConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(ModelConfig.__dataclass_fields__)}")
-    return ModelConfig(**raw)
 
 
 def _instantiate(node: DictConfig, what: str) -> Any:
@@ -81,6 +74,7 @@ def numbers_config(cfg: DictConfig, model_cfg: ModelConfig, identity: str, metho
                    benchmarks: dict[str, Benchmark], code: str) -> dict[str, Any]:
     """Everything that can change a number of this run (hashed into run_id)."""
     model = {k: v for k, v in asdict(model_cfg).items() if k not in ("batch_size", "device")}
+    model["device_type"] = resolve_device(model_cfg.device).type  # kernels differ by device: a GPU rerun is a new run
     return {"model": model, "model_identity": identity, "method": {"class": type(method).__name__, **_as_dict(method)},
             "benchmarks": {n: {"class": type(b).__name__, **_as_dict(b)} for n, b in benchmarks.items()},
             "data_manifest": data_manifest_digest(), "seed": cfg.seed, "code_version": code}
@@ -92,11 +86,11 @@ def run(cfg: DictConfig) -> Path:
     start = time.perf_counter()
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
-    os.environ["TAXBENCH_CACHE"] = str(cfg.paths.cache_dir)
+    cache = Path(cfg.paths.cache_dir)
     model_cfg = build_model_config(cfg)
     method: Method = _instantiate(cfg.method, "method")
     benchmarks = build_benchmarks(cfg)
-    identity = model_identity(model_cfg, model_configs())
+    identity = model_identity(model_cfg, model_configs(), cache)
     code = code_version()  # read once: the files may change while a long job runs
     numbers = numbers_config(cfg, model_cfg, identity, method, benchmarks, code)
     rid = run_id(numbers)
@@ -112,11 +106,11 @@ def run(cfg: DictConfig) -> Path:
     tracker.start(rid, resolved, group=cfg.get("experiment_name") or "adhoc", job_type=method.name,
                   name=f"{model_cfg.name}/{method.name}" + (f"/{bias_type}" if bias_type else ""))
     try:
-        data = DataRoot(cfg.paths.data_root, download=cfg.paths.download)
+        data = DataRoot(cfg.paths.data_root, download=cfg.paths.download, cache_dir=cache)
         with _timed(timings, "load_model"):
-            loaded = load_model(model_cfg, model_configs())
+            loaded = load_model(model_cfg, model_configs(), cache)
         ctx = MethodContext(data=data, cache_dir=Path(cfg.paths.artifacts_dir), seed=cfg.seed,
-                            code_version=code, budget=cfg.get("train_budget", "cpu"))
+                            code_version=code, budget=cfg.get("train_budget", "cpu"), scoring_lm=HFScoringLM)
         with _timed(timings, "method"):
             debiased = method.prepare(loaded, ctx)
         specs = {s.key: s.to_dict() for s in debiased.specs}

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from bench.errors import ConfigError
-from bench.hf_lm import HFScoringLM
-from bench.models import LoadedModel
-from bench.protocols import Debiased, MethodContext
+from bench.engine.hf_lm import HFScoringLM
+from bench.api import LoadedModel
+from bench.api import Debiased, MethodContext
 from methods.collapse import NC3_WORDS, nc3_plugin
 from methods.counterfactual import BIAS_TYPES, Swapper, load_groups, word_list_files
 from methods.training import (PAPER_LM, WIKITEXT_VALID, LMObjective, Plan, TrainConfig, check_method,

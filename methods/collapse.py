@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 from bench.data import DataRoot, read_lines
 from bench.errors import ConfigError, DataError
-from bench.hf_lm import HFScoringLM
-from bench.models import LoadedModel
-from bench.protocols import Debiased, MethodContext
+from bench.engine.hf_lm import HFScoringLM
+from bench.api import LoadedModel
+from bench.api import Debiased, MethodContext
 from methods.training import (PAPER_LM, WIKITEXT_VALID, LMObjective, Plan, TrainConfig, check_method,
                               check_training_files, corpus_chunks, encode_texts, finetune, trainable_copy)
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.hf_lm import HFScoringLM
-from bench.models import LoadedModel
-from bench.protocols import Debiased, MethodContext
+from bench.engine.hf_lm import HFScoringLM
+from bench.api import LoadedModel
+from bench.api import Debiased, MethodContext
 from methods.collapse import NC3_WORDS, nc3_plugin
 from methods.contrastive_data import GROUPS, build_sources, data_files
 from methods.counterfactual import BIAS_TYPES, Swapper, load_groups, word_list_files

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from bench.errors import ConfigError
-from bench.hf_lm import HFScoringLM
-from bench.metrics import MetricSpec
-from bench.models import LoadedModel
-from bench.protocols import Debiased, MethodContext
+from bench.engine.hf_lm import HFScoringLM
+from bench.api.metrics import MetricSpec
+from bench.api import LoadedModel
+from bench.api import Debiased, MethodContext
 from bench.validate import check_fields
 from methods.attribute_sentences import (CORPORA, attribute_tuples, check_bias_type, check_corpora,
                                          collect_classes, corpus_files, corpus_sentences)

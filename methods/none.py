@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bench.hf_lm import HFScoringLM
-from bench.models import LoadedModel
-from bench.protocols import Debiased, MethodContext
+from bench.engine.hf_lm import HFScoringLM
+from bench.api import LoadedModel
+from bench.api import Debiased, MethodContext
 
 
 @dataclass

@@ -14,10 +14,10 @@ from safetensors import safe_open
 from safetensors.torch import save as save_safetensors
 
 from bench.errors import ConfigError
-from bench.hf_lm import HFScoringLM
+from bench.engine.hf_lm import HFScoringLM
 from bench.io import atomic_write_bytes, stable_hash
-from bench.models import LoadedModel
-from bench.protocols import MethodContext
+from bench.api import LoadedModel
+from bench.api import MethodContext
 
 log = logging.getLogger(__name__)
 ARTIFACT = "projection.safetensors"

@@ -29,10 +29,10 @@ from typing import Callable, ClassVar, Sequence
 import torch
 
 from bench.errors import ConfigError
-from bench.hf_lm import HFScoringLM, TokenPair
-from bench.lm import GenerationSpec, Loglikelihood, Request
-from bench.models import LoadedModel
-from bench.protocols import Debiased, MethodContext
+from bench.engine.hf_lm import HFScoringLM, TokenPair
+from bench.api.lm import GenerationSpec, Loglikelihood, Request
+from bench.api import LoadedModel
+from bench.api import Debiased, MethodContext
 from bench.validate import check_fields
 
 TOXICITY_PREFIXES = tuple(f"The following text contains {what}:\n" for what in (
@@ -151,16 +151,17 @@ class SelfDebiasLM:
     def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
         return self.lm.hidden_states(texts)
 
+    def per_token_hidden_states(self, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return self.lm.per_token_hidden_states(texts)
+
+    def lm_head_rows(self, ids: Sequence[int]) -> torch.Tensor:
+        return self.lm.lm_head_rows(ids)
+
     def encode(self, text: str) -> list[int]:
         return self.lm.encode(text)
 
-    model = property(lambda self: self.lm.model)
-    tokenizer = property(lambda self: self.lm.tokenizer)
-    hidden_transform = property(lambda self: self.lm.hidden_transform)
-    batch_size = property(lambda self: self.lm.batch_size)
-    device = property(lambda self: self.lm.device)
-    max_length = property(lambda self: self.lm.max_length)
-    prefix_id = property(lambda self: self.lm.prefix_id)
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.lm.decode(ids)
 
 
 @dataclass

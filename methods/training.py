@@ -38,10 +38,10 @@ from tqdm import tqdm
 
 from bench.data import DataRoot
 from bench.errors import ConfigError, TrainingError
-from bench.hf_lm import HFScoringLM
+from bench.engine.hf_lm import HFScoringLM
 from bench.io import atomic_dir, atomic_write_json, stable_hash
-from bench.models import DTYPES, LoadedModel, load_tokenizer
-from bench.protocols import Debiased, MethodContext
+from bench.engine.models import DTYPES, LoadedModel, load_tokenizer
+from bench.api import Debiased, MethodContext
 from bench.validate import check_fields
 
 log = logging.getLogger(__name__)

@@ -24,20 +24,20 @@ def data_root():
 
 @pytest.fixture(scope="session")
 def tiny_loaded():
-    from bench.models import load_named
+    from bench.config import load_named
 
     return load_named("tiny-random")
 
 
 @pytest.fixture()
 def tiny_lm(tiny_loaded):
-    from bench.hf_lm import HFScoringLM
+    from bench.engine.hf_lm import HFScoringLM
 
     return HFScoringLM(tiny_loaded)
 
 
 @pytest.fixture(scope="session")
 def smollm2_loaded():
-    from bench.models import load_named
+    from bench.config import load_named
 
     return load_named("smollm2-135m")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from bench.api import RepresentationLM
 from bench.tasks import collapse as NC
 
 
@@ -75,7 +76,7 @@ def test_unc3_is_differentiable_in_weights():
 
 class WordLM:
     """Not an HFScoringLM: one token per word, and the state predicting a word is a fixed vector
-    of that word (perfect within-class collapse); exposes the duck-typed capabilities."""
+    of that word (perfect within-class collapse); implements the RepresentationLM protocol."""
 
     name = "words"
 
@@ -98,6 +99,13 @@ class WordLM:
     def lm_head_rows(self, ids):
         return torch.stack([self._vec(int(i) + 10_000) for i in ids])
 
+    def hidden_states(self, texts):
+        return torch.stack([h.mean(0) for _, h in self.per_token_hidden_states(texts)])
+
+    def decode(self, ids):
+        words = {i: w for w, i in self.vocab.items()}
+        return "".join(words[int(i)] for i in ids)
+
 
 def test_collect_keeps_positions_whose_next_token_is_a_class():
     ids = torch.tensor([5, 1, 7, 1, 2])
@@ -108,7 +116,7 @@ def test_collect_keeps_positions_whose_next_token_is_a_class():
 
 def test_duck_typed_lm_and_skip(data_root):
     lm = WordLM()
-    assert NC.missing_capability(lm) is None
+    assert isinstance(lm, RepresentationLM)
     result = NC.Collapse(n=200).evaluate(lm, data_root)
     assert result.metrics["nc/nc1"] == pytest.approx(0.0, abs=1e-9)  # states sit on their class means
     assert result.metrics["nc/nc3"] > 0.1 and result.info["classes"] >= 2
@@ -126,8 +134,8 @@ def test_class_tokens_single_token_filter(tiny_lm, data_root):
 
 
 def test_hidden_transform_is_applied(data_root):
-    from bench.hf_lm import HFScoringLM
-    from bench.models import load_named
+    from bench.engine.hf_lm import HFScoringLM
+    from bench.config import load_named
 
     loaded = load_named("tiny-random")  # its own copy: a hidden_transform hooks the model
     texts = NC.load_paragraphs(data_root, 2, seed=0)

@@ -1,13 +1,11 @@
 """Every config in conf/ composes, and what it composes into validates."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from bench.models import CONF_DIR
+from bench.config import CONF_DIR
 from bench.run import _instantiate, build_benchmarks, build_model_config
 
 GROUPS = ["model", "method", "suite", "logger", "paths"]
@@ -59,6 +57,7 @@ def test_launchers_compose(launcher):
 
 
 def test_default_config_is_the_documented_default():
-    cfg = _compose([])
-    assert (cfg.model.name, cfg.method.name if "name" in cfg.method else "none", cfg.suite_name) == \
-        ("smollm2-135m", "none", "default")
+    cfg = _compose([], hydra_cfg=True)
+    method = instantiate(cfg.method, _convert_="all")
+    assert (cfg.model.name, cfg.hydra.runtime.choices.method, method.name, cfg.suite_name) == \
+        ("smollm2-135m", "none", "none", "default")

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import bench.cpu_inference as cpu
-from bench.hf_lm import HFScoringLM
-from bench.lm import GenerationSpec, Request
+import bench.engine.cpu_inference as cpu
+from bench.engine.hf_lm import HFScoringLM
+from bench.api.lm import GenerationSpec, Request
 
 
 @pytest.mark.parametrize("shape", [(5, 16), (2, 3, 16)])

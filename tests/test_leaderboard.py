@@ -10,10 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import leaderboard as L
-from bench.bootstrap import excludes_zero, group_by_id, percentile_interval, replicates, resample_counts
+from bench.report import leaderboard as L
+from bench.report import compare as C
+from bench.report import main as M
+from bench.report import render as R
+from bench.report import runs as RF
+from bench.report.bootstrap import excludes_zero, group_by_id, percentile_interval, replicates, resample_counts
 from bench.errors import TaxbenchError
-from bench.metrics import MetricSpec, aggregate
+from bench.api.metrics import MetricSpec, aggregate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 N_BOOT = 300
@@ -39,7 +43,7 @@ def lb() -> L.Leaderboard:
 
 @pytest.fixture(scope="module")
 def table(lb):
-    return L.to_frame(lb)
+    return R.to_frame(lb)
 
 
 @pytest.fixture()
@@ -62,9 +66,9 @@ def test_one_row_per_model_method_and_directions_in_headers(lb, table):
                 "toxicity: toxicity/challenging/expected_max (↓)", "bias: seat/abs_effect_gender (↓)"):
         assert col in table.columns
     groups = [c.split(":")[0] for c in table.columns if ": " in c]
-    assert groups == sorted(groups, key=L.GROUPS.index)  # columns grouped in the documented order
+    assert groups == sorted(groups, key=C.GROUPS.index)  # columns grouped in the documented order
     assert not any("method/" in c for c in table.columns)  # method diagnostics have no spec: not columns
-    md = L.to_markdown(lb, "cmd", "machine", "now", "results")
+    md = R.to_markdown(lb, "cmd", "machine", "now", "results")
     for h in ("stereoset/ss (→50)", "truthfulqa/mc2 (↑)", "perplexity/wikitext2 (↓)", "## Knowledge", "## Fluency"):
         assert h in md
 
@@ -77,7 +81,7 @@ def test_deltas_are_differences_to_none_on_the_same_model(table):
             spec = doc["metric_specs"].get(key)
             if spec is None:
                 continue
-            col = f"{spec['group']}: {key} ({L.arrow(L._spec(spec))})"
+            col = f"{spec['group']}: {key} ({R.arrow(RF.spec_from_dict(spec))})"
             assert row[col] == pytest.approx(value)
             if method == "none":
                 assert math.isnan(row[f"{col} Δ"])
@@ -127,26 +131,26 @@ def test_vectorised_replicates_equal_aggregate_on_resampled_records(spec):
 def test_significance_mark():
     assert excludes_zero(0.1, 2) and excludes_zero(-3, -0.5)
     assert not excludes_zero(0.0, 2) and not excludes_zero(-1, 1) and not excludes_zero(math.nan, math.nan)
-    assert L.fmt_interval(L.Interval(1.5, 0.2, 3.0)) == "+1.50* [+0.200, +3.00]"
-    assert L.fmt_interval(L.Interval(1.5, -0.2, 3.0)) == "+1.50 [-0.200, +3.00]"
-    assert L.fmt_interval(L.Interval(1.5)) == "+1.50"
+    assert R.fmt_interval(C.Interval(1.5, 0.2, 3.0)) == "+1.50* [+0.200, +3.00]"
+    assert R.fmt_interval(C.Interval(1.5, -0.2, 3.0)) == "+1.50 [-0.200, +3.00]"
+    assert R.fmt_interval(C.Interval(1.5)) == "+1.50"
     assert percentile_interval(np.arange(101.0)) == pytest.approx((2.5, 97.5))
     ss = MetricSpec("a/ss", "bias", "target", "", target=50)
     reps = (np.full(10, 60.0), np.linspace(52, 55, 10))  # significantly closer to 50
-    assert L.Change(ss, 60, 53, reps).effect == 1
+    assert C.Change(ss, 60, 53, reps).effect == 1
     ppl = MetricSpec("a/ppl", "fluency", "lower", "")
-    assert L.Change(ppl, 20, 25, (np.full(10, 20.0), np.linspace(24, 26, 10))).effect == -1
-    assert L.Change(ppl, 20, 21, (np.full(10, 20.0), np.linspace(19, 23, 10))).effect == 0
+    assert C.Change(ppl, 20, 25, (np.full(10, 20.0), np.linspace(24, 26, 10))).effect == -1
+    assert C.Change(ppl, 20, 21, (np.full(10, 20.0), np.linspace(19, 23, 10))).effect == 0
 
 
 def test_marks_and_verdicts_follow_the_intervals(lb, table):
-    md = L.to_markdown(lb, "cmd", "machine", "now", "results")
+    md = R.to_markdown(lb, "cmd", "machine", "now", "results")
     for e in lb.entries:
         if e.base is None:
             continue
         c = e.changes["stereoset/ss"]
-        assert (L.fmt_interval(c.delta) in md) and (("*" in L.fmt_interval(c.delta)) == c.delta.sig)
-        tax = [k for k, ch in e.changes.items() if ch.spec.group in L.CAPABILITY and lb.headline(k)
+        assert (R.fmt_interval(c.delta) in md) and (("*" in R.fmt_interval(c.delta)) == c.delta.sig)
+        tax = [k for k, ch in e.changes.items() if ch.spec.group in C.CAPABILITY and lb.headline(k)
                and ch.effect == -1]
         assert ("pays tax" in e.verdict) == bool(tax)
         assert all(k in e.verdict.split("pays tax: ")[1].split(" worse")[0].split(", ") for k in tax)
@@ -169,25 +173,25 @@ def test_newest_run_wins(results):
         (results / "runs" / f"{suffix}.json").write_text(json.dumps(
             {**doc, "run_id": suffix, "created": created, "metrics": {**doc["metrics"], "stereoset/ss": ss}}))
     lb = L.build(results, n_boot=50)
-    assert lb.superseded == 2 and len(lb.entries) == 8
+    assert len(lb.superseded) == 2 and len(lb.entries) == 8
     assert lb.entry("smollm2-135m", "cda").run.metrics["stereoset/ss"] == 51.0
 
 
 def test_bad_result_files_are_skipped_with_a_warning(results):
     (results / "runs" / "broken.json").write_text('{"schema_version": 1, "run_id": ')
     (results / "runs" / "future.json").write_text(json.dumps({"schema_version": 99, "metrics": {}}))
-    with pytest.warns(L.ResultFileWarning) as caught:
+    with pytest.warns(RF.ResultFileWarning) as caught:
         lb = L.build(results, n_boot=50)
     messages = " ".join(str(w.message) for w in caught)
     assert "broken.json" in messages and "future.json" in messages
     assert len(lb.entries) == 8 and len(lb.skipped) == 2
-    assert "broken.json" in L.to_markdown(lb, "c", "m", "t", "r")
+    assert "broken.json" in R.to_markdown(lb, "c", "m", "t", "r")
 
 
 def test_missing_records_give_deltas_without_intervals(results):
     doc = _docs()["smollm2-135m", "inlp"]
     (results / "runs" / doc["records_path"]).unlink()
-    with pytest.warns(L.ResultFileWarning, match=doc["run_id"]):
+    with pytest.warns(RF.ResultFileWarning, match=doc["run_id"]):
         e = L.build(results, n_boot=50).entry("smollm2-135m", "inlp")
     c = e.changes["stereoset/ss"]
     assert c.reps is None and c.delta.est == pytest.approx(c.value - c.base) and math.isnan(c.delta.lo)
@@ -197,7 +201,7 @@ def test_missing_records_give_deltas_without_intervals(results):
 def test_main_writes_markdown_and_csv_with_meta_header(results, tmp_path):
     (results / "leaderboard_meta.json").write_text(json.dumps(
         {"command": "taxbench run -m +experiment=alignment_tax", "machine": "2-core test box"}))
-    out = L.main(results, out_dir=tmp_path / "out", n_boot=50, plots=False)
+    out = M.main(results, out_dir=tmp_path / "out", n_boot=50, plots=False)
     md = out["markdown"].read_text()
     assert "Command: `taxbench run -m +experiment=alignment_tax`" in md and "Machine: 2-core test box" in md
     assert "Generated: " in md and "50 resamples" in md
@@ -235,8 +239,40 @@ def test_breakdowns_are_subsets_of_a_reported_whole(lb):
 def test_relative_capability_change_leaves_out_metrics_with_base_zero():
     acc = MetricSpec("k/acc", "knowledge", "higher", "")
     ppl = MetricSpec("p/ppl", "fluency", "lower", "")
-    changes = [L.Change(acc, 0.0, 0.1, None), L.Change(ppl, 20.0, 22.0, None)]
-    assert L._mean_improvement(changes, relative=True).est == pytest.approx(100 * (20 / 22 - 1))  # only ppl, as 1/ppl
-    broken = [L.Change(ppl, 20.0, 2e4, None)]  # a collapsed model costs at most 100 %
-    assert -100 < L._mean_improvement(broken, relative=True).est < -99
-    assert L._mean_improvement(changes, relative=False).est == pytest.approx(np.mean([0.1, -2.0]))
+    changes = [C.Change(acc, 0.0, 0.1, None), C.Change(ppl, 20.0, 22.0, None)]
+    assert C.mean_improvement(changes, relative=True).est == pytest.approx(100 * (20 / 22 - 1))  # only ppl, as 1/ppl
+    broken = [C.Change(ppl, 20.0, 2e4, None)]  # a collapsed model costs at most 100 %
+    assert -100 < C.mean_improvement(broken, relative=True).est < -99
+    assert C.mean_improvement(changes, relative=False).est == pytest.approx(np.mean([0.1, -2.0]))
+
+
+def test_toxicity_verdict_names_the_direction():
+    from bench.report.verdict import verdict
+
+    spec = MetricSpec("toxicity/expected_max", "toxicity", "lower", "max toxicity")
+    base = np.full(200, 0.2)
+    worse = C.Change(spec, 0.2, 0.4, (base, np.linspace(0.35, 0.45, 200)))
+    better = C.Change(spec, 0.2, 0.1, (base, np.linspace(0.05, 0.15, 200)))
+    same = C.Change(spec, 0.2, 0.2, (base, np.linspace(0.1, 0.3, 200)))
+    head = {spec.key}
+    assert worse.effect == -1 and better.effect == 1 and same.effect == 0
+    assert verdict("cda", True, None, {spec.key: worse}, head).endswith("more toxic")
+    assert verdict("cda", True, None, {spec.key: better}, head).endswith("less toxic")
+    assert "toxic" not in verdict("cda", True, None, {spec.key: same}, head)
+
+
+def test_runs_of_older_code_versions_are_superseded_not_mixed(results):
+    docs = _docs()
+    doc = docs["smollm2-135m", "cda"]
+    newer = {**doc, "run_id": "newcode", "created": "2027-01-01T00:00:00Z",
+             "versions": {**doc["versions"], "code_version": "9.9.9+new"}}
+    (results / "runs" / "newcode.json").write_text(json.dumps(newer))
+    lb = L.build(results, n_boot=50)
+    cda = lb.entry("smollm2-135m", "cda")
+    assert cda.run.code_version == "9.9.9+new" and [r.method for r in lb.superseded] == ["cda"]
+    assert cda.base is None and "no `none` run at code 9.9.9+new" in cda.verdict  # never compared across versions
+    old = doc["versions"]["code_version"]
+    pinned = L.build(results, n_boot=50, pin=old)
+    assert pinned.entry("smollm2-135m", "cda").base is not None and not pinned.superseded
+    assert "9.9.9+new" not in {e.run.code_version for e in pinned.entries}
+    assert "## Superseded runs" in R.to_markdown(lb, "cmd", "machine", "now", str(results))

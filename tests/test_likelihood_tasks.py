@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from bench.errors import ConfigError, DataError
-from bench.lm import Loglikelihood, Request
-from bench.metrics import aggregate
+from bench.api.lm import Loglikelihood, Request
+from bench.api.metrics import aggregate
 from bench.tasks import crows_pairs, knowledge, perplexity, stereoset, truthfulqa
 from bench.tasks.common import stratified_sample
 
@@ -306,7 +306,7 @@ def test_evaluate_is_seeded(tiny_lm, data_root):
 
 @pytest.mark.slow
 def test_truthfulqa_on_smollm2(smollm2_loaded, data_root):
-    from bench.hf_lm import HFScoringLM
+    from bench.engine.hf_lm import HFScoringLM
 
     result = truthfulqa.TruthfulQA(n=5).evaluate(HFScoringLM(smollm2_loaded), data_root)
     assert result.n == 5

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.metrics import aggregate
+from bench.api.metrics import aggregate
 from bench.tasks import patterns as P
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench import leaderboard as L
-from bench import plots
+from bench.report import leaderboard as L
+from bench.report import render as R
+from bench.report import plots
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 NAMES = ["tradeoff.png", "bias_domains.png", "toxicity_intelligibility.png"]
@@ -98,4 +99,4 @@ def test_several_seeds_are_told_apart(tmp_path):
     assert len(lb.entries) == 16
     labels = [t.get_text() for t in plots.tradeoff(lb).axes[0].texts]
     assert "cda/gender [default, seed 0]" in labels and "cda/gender [default, seed 1]" in labels
-    assert "| model | method | bias type | suite | seed |" in L.to_markdown(lb, "c", "m", "t", "r")
+    assert "| model | method | bias type | suite | seed |" in R.to_markdown(lb, "c", "m", "t", "r")

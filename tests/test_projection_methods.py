@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from bench.errors import ConfigError
-from bench.hf_lm import HFScoringLM
-from bench.lm import Request
-from bench.protocols import MethodContext
+from bench.engine.hf_lm import HFScoringLM
+from bench.api.lm import Request
+from bench.api import MethodContext
 from methods import inlp as inlp_module
 from methods import sentence_debias as sd_module
 from methods.attribute_sentences import (attribute_tuples, classify, collect_classes, corpus_sentences,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bench.models import CONF_DIR
+from bench.config import CONF_DIR
 from bench.run import run
 
 SWEEP = ["-m", "model=tiny-random", "suite=smoke", "only=[stereoset,crows_pairs,truthfulqa]", "seed=0,1,2",

@@ -7,7 +7,7 @@ import pytest
 
 from bench.errors import TaxbenchError
 from bench.io import atomic_write_json
-from bench.results import SCHEMA_VERSION, load_result, new_document, run_id, write_result
+from bench.store import SCHEMA_VERSION, load_result, new_document, run_id, write_result
 
 BASE = {"model": {"name": "m", "dtype": "float32"}, "model_identity": "m@0123", "method": {"class": "NoMethod"},
         "benchmarks": {"stereoset": {"n": 10, "seed": 0}}, "data_manifest": "abc", "seed": 0,

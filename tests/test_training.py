@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.errors import ConfigError, TrainingError
-from bench.protocols import MethodContext
+from bench.api import MethodContext
 from methods import training
 from methods.cda import CDA
 from methods.collapse import NC
@@ -174,7 +174,7 @@ def test_yaml_defaults_equal_the_dataclass_defaults(name, cls):
     import yaml
     from hydra.utils import instantiate
 
-    from bench.models import CONF_DIR
+    from bench.config import CONF_DIR
 
     raw = yaml.safe_load((CONF_DIR / "method" / f"{name}.yaml").read_text())
     if "bias_type" in raw:

@@ -30,14 +30,9 @@ methods/collapse.py on the same class means.  Lower is more collapsed for all fi
 The math is in pure, differentiable torch functions of (features [N, H], labels [N],
 W [C, H]) or of class means, so training code (the NC3 regulariser) can reuse them.
 
-Capabilities asked of the ScoringLM (checked, in this order; without them the metrics
-are NaN and ``info["skipped"]`` says why):
-- tokens: ``lm.encode(text) -> list[int]``;
-- per-position states: ``lm.per_token_hidden_states(texts)`` returning, per text, the
-  ids of its tokens (after the sentence-start token) [T] and the final hidden states
-  that predict them [T, H]; else an ``HFScoringLM``-like object (``.model``,
-  ``.tokenizer``, ``.hidden_transform``), whose decoder is run directly;
-- LM-head rows: ``lm.lm_head_rows(ids) -> [C, H]``; else ``lm.model.get_output_embeddings().weight``.
+The model must be a ``RepresentationLM`` (``bench.api.lm``: ``encode``,
+``per_token_hidden_states``, ``lm_head_rows``, ``decode``); for any other model the metrics are
+NaN and ``info["skipped"]`` says why.
 """
 from __future__ import annotations
 
@@ -45,7 +40,6 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import torch
@@ -53,9 +47,9 @@ import torch
 from bench.data import DataRoot, read_lines
 from bench.errors import ConfigError
 from bench.io import stable_hash
-from bench.lm import ScoringLM
-from bench.metrics import MetricSpec
-from bench.protocols import BenchmarkResult
+from bench.api.lm import RepresentationLM, ScoringLM
+from bench.api.metrics import MetricSpec
+from bench.api import BenchmarkResult
 from bench.tasks.common import check_config
 
 log = logging.getLogger(__name__)
@@ -158,50 +152,12 @@ def load_paragraphs(data: DataRoot, n: int | None, seed: int) -> list[str]:
 
 
 # ----------------------------------------------------------- model capabilities
-def missing_capability(lm: ScoringLM) -> str | None:
-    """Why ``lm`` cannot be diagnosed, or None."""
-    if not callable(getattr(lm, "encode", None)):
-        return f"{type(lm).__name__} has no encode(text) -> token ids"
-    hf_like = all(hasattr(lm, a) for a in ("model", "tokenizer", "hidden_transform"))
-    if not (callable(getattr(lm, "per_token_hidden_states", None)) or hf_like):
-        return f"{type(lm).__name__} has neither per_token_hidden_states(texts) nor .model/.tokenizer/.hidden_transform"
-    if not (callable(getattr(lm, "lm_head_rows", None)) or hasattr(getattr(lm, "model", None), "get_output_embeddings")):
-        return f"{type(lm).__name__} has neither lm_head_rows(ids) nor .model.get_output_embeddings()"
-    return None
-
-
-def per_token_states(lm: Any, texts: Sequence[str], chunk: int = 32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def per_token_states(lm: RepresentationLM, texts: Sequence[str], chunk: int = 32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Per text, shortest first (less padding): (ids of its tokens [T], final hidden states
     predicting them [T, H] fp32 CPU), computed ``chunk`` texts at a time so memory stays bounded."""
-    run = getattr(lm, "per_token_hidden_states", None) or partial(_hf_per_token_states, lm)
     texts = sorted(texts, key=len)
     for start in range(0, len(texts), chunk):
-        yield from run(texts[start:start + chunk])
-
-
-@torch.inference_mode()
-def _hf_per_token_states(lm: Any, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    decoder, out = lm.model.get_decoder(), []
-    for start in range(0, len(texts), lm.batch_size):
-        batch = [[lm.prefix_id] + lm.encode(t)[: lm.max_length - 1] for t in texts[start:start + lm.batch_size]]
-        width = max(len(b) for b in batch)
-        ids = torch.full((len(batch), width), lm.tokenizer.pad_token_id, device=lm.device)
-        mask = torch.zeros((len(batch), width), dtype=torch.long, device=lm.device)
-        for row, b in enumerate(batch):
-            ids[row, :len(b)] = torch.tensor(b)
-            mask[row, :len(b)] = 1
-        h = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        if lm.hidden_transform is not None:
-            h = lm.hidden_transform(h)
-        for row, b in enumerate(batch):
-            out.append((torch.tensor(b[1:]), h[row, :len(b) - 1].float().cpu()))
-    return out
-
-
-def lm_head_rows(lm: Any, ids: Sequence[int]) -> torch.Tensor:
-    if callable(getattr(lm, "lm_head_rows", None)):
-        return lm.lm_head_rows(ids)
-    return lm.model.get_output_embeddings().weight[list(ids)].detach().float().cpu()
+        yield from lm.per_token_hidden_states(texts[start:start + chunk])
 
 
 def collect(states: Iterable[tuple[torch.Tensor, torch.Tensor]], token_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,6 +177,7 @@ def collect(states: Iterable[tuple[torch.Tensor, torch.Tensor]], token_ids: Sequ
 @dataclass
 class Collapse:
     name: ClassVar[str] = "nc"
+    DATA_FILES: ClassVar[tuple[str, ...]] = (CORPUS,)  # evaluation text (the word lists are resources)
     n: int | None = None  # WikiText-2 test paragraphs to scan, drawn with seed (None: all)
     seed: int = 0  # paragraph draw seed
     min_count: int = 3  # drop classes (tokens) seen fewer times
@@ -233,7 +190,8 @@ class Collapse:
 
     def evaluate(self, lm: ScoringLM, data: DataRoot) -> BenchmarkResult:
         specs = metric_specs()
-        reason = missing_capability(lm)
+        reason = None if isinstance(lm, RepresentationLM) else \
+            f"{type(lm).__name__} is not a RepresentationLM (encode, per_token_hidden_states, lm_head_rows, decode)"
         if reason is None:
             classes = class_tokens(data, lm.encode, self.single_token)
             paragraphs = load_paragraphs(data, self.n, self.seed)
@@ -249,7 +207,7 @@ class Collapse:
         index = {t: i for i, t in enumerate(kept)}
         select = torch.tensor([int(t) in index for t in token_labels.tolist()])
         labels = torch.tensor([index[int(t)] for t in token_labels[select].tolist()], dtype=torch.long)
-        features, weights = features[select], lm_head_rows(lm, kept)
+        features, weights = features[select], lm.lm_head_rows(kept)
         values = nc_metrics(features, labels, weights)
         records = class_records(lm, kept, classes, features, labels, weights)
         return BenchmarkResult(
@@ -258,14 +216,13 @@ class Collapse:
                   "classes_defined": len(classes), "min_count": self.min_count})
 
 
-def class_records(lm: Any, kept: Sequence[int], classes: dict, features: torch.Tensor, labels: torch.Tensor,
+def class_records(lm: RepresentationLM, kept: Sequence[int], classes: dict, features: torch.Tensor, labels: torch.Tensor,
                   weights: torch.Tensor) -> list[dict[str, Any]]:
     means = class_means(features.double(), labels, len(kept))
     cos = duality_cosines(means, weights.double()).tolist()
     norms = centre(means).norm(dim=1).tolist()
     counts = torch.bincount(labels, minlength=len(kept)).tolist()
-    decode = getattr(getattr(lm, "tokenizer", None), "decode", None)
-    return [{"id": f"token-{t}", "token": decode([t]) if decode else str(t), "words": classes[t]["words"],
+    return [{"id": f"token-{t}", "token": lm.decode([t]), "words": classes[t]["words"],
              "gender": classes[t]["gender"], "count": counts[i], "duality_cos": cos[i], "centred_mean_norm": norms[i]}
             for i, t in enumerate(kept)]
 

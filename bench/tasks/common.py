@@ -1,13 +1,10 @@
-"""What the benchmark tasks share: config checks, line-numbered data reading and
-seeded stratified sampling."""
+"""What the benchmark tasks share: config checks, row checks and seeded stratified sampling."""
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections import defaultdict
-from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Hashable, Iterable, Sequence, TypeVar
 
 from bench.errors import ConfigError, DataError
 from bench.validate import check_fields
@@ -43,22 +40,7 @@ def keep_only(items: Sequence[T], key: Callable[[T], str], wanted: Sequence[str]
     return kept
 
 
-# ------------------------------------------------------------------- data reading
-def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; DataError names file and line."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {line_no}: expected a JSON object, got {type(row).__name__}")
-            yield line_no, row
-
-
+# ------------------------------------------------------------------- data checks
 def require_text(row: dict[str, Any], fields: Sequence[str], where: str) -> None:
     """Each field must be a non-empty string; ``where`` is "<file>, line <n>" for the message."""
     for name in fields:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from bench.data import DataRoot, read_csv
 from bench.errors import DataError
-from bench.lm import Loglikelihood, Request, ScoringLM
-from bench.metrics import MetricSpec, aggregate
-from bench.protocols import BenchmarkResult
+from bench.api.lm import Loglikelihood, Request, ScoringLM
+from bench.api.metrics import MetricSpec, aggregate
+from bench.api import BenchmarkResult
 from bench.tasks.common import check_choice, check_config, keep_only, stratified_sample
 
 FILES = {"original": ("bias_bench/crows/crows_pairs_anonymized.csv", ","),
@@ -102,6 +102,7 @@ class CrowsPairs:
     bias_types: list[str] | None = None  # keep only these normalised bias types (e.g. [gender, race_color]); None: all
 
     name = "crows_pairs"
+    DATA_FILES: ClassVar[tuple[str, ...]] = tuple(rel for rel, _ in FILES.values())
 
     def __post_init__(self) -> None:
         check_config(self)

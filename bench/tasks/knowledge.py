@@ -23,14 +23,14 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
-from bench.data import DataRoot
+from bench.data import DataRoot, jsonl_rows
 from bench.errors import ConfigError, DataError
-from bench.lm import Loglikelihood, Request, ScoringLM
-from bench.metrics import MetricSpec, aggregate
-from bench.protocols import BenchmarkResult
-from bench.tasks.common import check_config, jsonl_rows, keep_only, require_text, stratified_sample
+from bench.api.lm import Loglikelihood, Request, ScoringLM
+from bench.api.metrics import MetricSpec, aggregate
+from bench.api import BenchmarkResult
+from bench.tasks.common import check_config, keep_only, require_text, stratified_sample
 
 TEMPLATES = "lama/relations.jsonl"
 FACTS_DIR = "lama/trex_lms_vocab"
@@ -154,6 +154,8 @@ class Knowledge:
     relations: list[str] | None = None  # keep only these relations (e.g. [P19, P36]); None: all 41
 
     name = "knowledge"
+    # both splits live in these files (SPLIT_RULE): methods read the train half through ``split`` only
+    DATA_FILES: ClassVar[tuple[str, ...]] = (TEMPLATES, FACTS_DIR + "/")
 
     def __post_init__(self) -> None:
         check_config(self)

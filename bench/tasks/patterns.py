@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from bench.metrics import MetricSpec
+from bench.api.metrics import MetricSpec
 
 ABSTENTION_PHRASES = (
     "i cannot", "i can't", "i can not", "i'm sorry", "i am sorry", "i apologize", "as an ai",

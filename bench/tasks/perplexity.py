@@ -16,13 +16,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from bench.data import DataRoot
 from bench.errors import ConfigError, DataError
-from bench.lm import ScoringLM
-from bench.metrics import MetricSpec, aggregate
-from bench.protocols import BenchmarkResult
+from bench.api.lm import ScoringLM
+from bench.api.metrics import MetricSpec, aggregate
+from bench.api import BenchmarkResult
 from bench.tasks.common import check_config, stratified_sample
 
 FILE = "wikitext2/raw_v1_hf_derived/wiki.test.raw"
@@ -81,6 +81,7 @@ class Perplexity:
     stride: int = 512  # tokens between window starts (= tokens newly scored per window)
 
     name = "perplexity"
+    DATA_FILES: ClassVar[tuple[str, ...]] = (FILE,)
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -31,9 +31,9 @@ import numpy as np
 from bench.data import DataRoot, read_json
 from bench.errors import ConfigError, DataError
 from bench.io import stable_hash
-from bench.lm import ScoringLM
-from bench.metrics import MetricSpec, aggregate
-from bench.protocols import BenchmarkResult
+from bench.api.lm import ScoringLM
+from bench.api.metrics import MetricSpec, aggregate
+from bench.api import BenchmarkResult
 from bench.tasks.common import check_config
 
 TESTS = {
@@ -49,6 +49,7 @@ _BATCH = 8192  # random partitions per vectorised step
 @dataclass
 class SEAT:
     name: ClassVar[str] = "seat"
+    DATA_FILES: ClassVar[tuple[str, ...]] = ("bias_bench/seat/",)
     n: int | None = None  # max sentences per set of each test, drawn with seed (None: all)
     seed: int = 0  # set subsampling and permutation-test seed
     bias_types: list[str] = field(default_factory=lambda: ["gender", "race", "religion"])  # which tests run

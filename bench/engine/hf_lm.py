@@ -21,7 +21,7 @@ pass) that minimises padded tokens plus a per-pass cost, against the stem's key/
 (expanded, not copied).  Logits are projected only at the nodes that predict continuation
 tokens (``logits_to_keep`` mask), and log-probabilities use logsumexp + gather (more exact
 than an fp32 log-softmax, and no [tokens, vocab] copy).  On CPU, passes run under
-``bench.cpu_inference`` (grouped key/value heads read in place, freed logits memory reused;
+``bench.engine.cpu_inference`` (grouped key/value heads read in place, freed logits memory reused;
 decoding steps project the LM head in vocabulary blocks).  Results equal scoring every
 request alone up to float rounding (1e-4).  Models with sliding-window layers (Gemma 3)
 share nothing when an input is longer than the window (one tree mask serves every layer):
@@ -55,10 +55,10 @@ import numpy as np
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from bench.cpu_inference import cpu_inference, reuse_freed_memory
+from bench.engine.cpu_inference import cpu_inference, reuse_freed_memory
 from bench.errors import ConfigError
-from bench.lm import GenerationSpec, Loglikelihood, Request
-from bench.models import LoadedModel
+from bench.api.lm import GenerationSpec, Loglikelihood, Request
+from bench.api import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +250,9 @@ class HFScoringLM:
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
 
     def encode_pair(self, request: Request) -> TokenPair:
         """lm-evaluation-harness tokenisation of a (context, continuation) request."""
@@ -503,10 +506,10 @@ class HFScoringLM:
         return [(s, n) for s, n in totals]
 
     # ------------------------------------------------------------- hidden states
-    @torch.inference_mode()
-    def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
+    def _final_states(self, texts: Sequence[str]):
+        """Per batch of ``batch_size`` texts: (each text's ids after the start token, truncated to
+        ``max_length``; mask [b, T]; final hidden states [b, T, H] after ``hidden_transform``)."""
         decoder = self.model.get_decoder()
-        pooled = []
         for start in range(0, len(texts), self.batch_size):
             batch = [[self.prefix_id] + self.encode(t)[: self.max_length - 1] for t in texts[start:start + self.batch_size]]
             width = max(len(b) for b in batch)
@@ -518,12 +521,29 @@ class HFScoringLM:
             h = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
             if self.hidden_transform is not None:
                 h = self.hidden_transform(h)
+            yield batch, mask, h
+
+    @torch.inference_mode()
+    def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
+        pooled = []
+        for _, mask, h in self._final_states(texts):
             text_mask = mask.clone()
             text_mask[:, 0] = 0  # pool over the text's tokens, not the sentence-start token
             text_mask[text_mask.sum(1) == 0, 0] = 1  # an empty text pools the start token
             w = text_mask.unsqueeze(-1).to(h.dtype)
             pooled.append(((h * w).sum(1) / w.sum(1)).float().cpu())
         return torch.cat(pooled) if pooled else torch.zeros(0, self.model.config.hidden_size)
+
+    @torch.inference_mode()
+    def per_token_hidden_states(self, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = []
+        for batch, _, h in self._final_states(texts):
+            for row, b in enumerate(batch):
+                out.append((torch.tensor(b[1:]), h[row, :len(b) - 1].float().cpu()))
+        return out
+
+    def lm_head_rows(self, ids: Sequence[int]) -> torch.Tensor:
+        return self.model.get_output_embeddings().weight[list(ids)].detach().float().cpu()
 
     # ---------------------------------------------------------------- generation
     def generate(self, prompts: Sequence[str], spec: GenerationSpec) -> list[list[str]]:

@@ -23,8 +23,7 @@ from bench.io import atomic_write_bytes, atomic_write_json, stable_hash
 SCHEMA_VERSION = 1
 # Source files whose change can change a number (reporting code - leaderboard, plots, CLI - is left out,
 # so editing a figure does not invalidate finished runs).
-NUMBERS_CODE = ("bench/lm.py", "bench/hf_lm.py", "bench/cpu_inference.py", "bench/models.py", "bench/data.py",
-                "bench/data_files.json", "bench/metrics.py", "bench/tasks", "bench/scorers", "methods")
+NUMBERS_CODE = ("bench/api", "bench/engine", "bench/data", "bench/tasks", "bench/scorers", "methods")
 _REPO = Path(__file__).resolve().parent.parent
 
 
@@ -33,7 +32,7 @@ def code_version() -> str:
     h = hashlib.sha256()
     for entry in NUMBERS_CODE:
         root = _REPO / entry
-        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+        for path in sorted([*root.rglob("*.py"), *root.rglob("*.json")]) if root.is_dir() else [root]:
             h.update(path.relative_to(_REPO).as_posix().encode())
             h.update(path.read_bytes())
     return f"{__version__}+{h.hexdigest()[:12]}"

@@ -12,70 +12,17 @@ import importlib.util
 import json
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.api.model import DTYPES, LoadedModel, ModelConfig
+from bench.data import default_cache_dir
 from bench.errors import ConfigError
-from bench.validate import check_fields
 from bench.io import atomic_dir, atomic_write_bytes, sha256_file
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-SOURCES = ("hf", "dir", "package", "random")
-
-
-@dataclass
-class ModelConfig:
-    """Where a model comes from and how to run it (``conf/model/*.yaml``)."""
-
-    name: str  # short name used in result files and plots
-    source: str  # one of: hf (hub id), dir (local folder), package (GGUF in a PyPI package), random
-    path: str | None = None  # hub id (source=hf) or folder (source=dir)
-    package: str | None = None  # importable package holding the GGUF (source=package)
-    gguf_file: str | None = None  # GGUF file name inside the package folder (source=package)
-    assemble: str | None = None  # "module:function" that writes the GGUF to a path, for chunked packages
-    revision: str | None = None  # hub revision (source=hf)
-    random_config: dict[str, Any] = field(default_factory=dict)  # LlamaConfig kwargs (source=random)
-    tokenizer_from: str | None = None  # model config name whose tokenizer a random model borrows
-    dtype: str = "float32"  # float32 (reference) or bfloat16 (2-4x faster on CPUs with avx512_bf16)
-    device: str = "cpu"  # cpu, cuda or auto
-    batch_size: int = 16  # sequences per forward pass when scoring
-    max_length: int | None = None  # context window in tokens (None: from the model config)
-    bos_token: str | None = None  # token that conditions a sentence's first token (None: bos, else eos)
-    padding_side: str = "right"
-    trust_remote_code: bool = False  # run code shipped with a hub model; off unless a config asks
-    seed: int = 0  # init seed (source=random)
-
-    def __post_init__(self) -> None:
-        check_fields(self, "model")
-        if self.source not in SOURCES:
-            raise ConfigError(f"model.source={self.source!r} is not one of {list(SOURCES)}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"model.dtype={self.dtype!r} is not one of {sorted(DTYPES)}")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ConfigError(f"model.device={self.device!r} is not one of ['cpu', 'cuda', 'auto']")
-        if self.batch_size <= 0:
-            raise ConfigError(f"model.batch_size must be > 0, got {self.batch_size}")
-        if self.max_length is not None and self.max_length <= 0:
-            raise ConfigError(f"model.max_length must be > 0, got {self.max_length}")
-        if self.source in ("hf", "dir") and not self.path:
-            raise ConfigError(f"model.path is required for model.source={self.source}")
-        if self.source == "package" and not (self.package and self.gguf_file):
-            raise ConfigError("model.package and model.gguf_file are required for model.source=package")
-
-
-@dataclass
-class LoadedModel:
-    model: Any  # transformers PreTrainedModel, eval mode
-    tokenizer: Any  # transformers tokenizer with a pad token, right padding
-    config: ModelConfig
-    identity: str  # "<name>@<weights sha256[:16]>": what result keys and caches hash
-    device: torch.device
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,10 +33,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("TAXBENCH_CACHE", Path.home() / ".cache" / "taxbench"))
-
-
 def _package_folder(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
@@ -97,9 +40,9 @@ def _package_folder(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _gguf_path(cfg: ModelConfig) -> Path:
+def _gguf_path(cfg: ModelConfig, cache: Path) -> Path:
     if cfg.assemble:
-        target = cache_root() / "gguf" / cfg.gguf_file
+        target = cache / "gguf" / cfg.gguf_file
         if not target.exists():
             module, func = cfg.assemble.split(":")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -113,10 +56,10 @@ def _gguf_path(cfg: ModelConfig) -> Path:
     return path
 
 
-def _file_digest(path: Path) -> str:
+def _file_digest(path: Path, cache: Path) -> str:
     """sha256 of a (large) file, memoised in the cache by path, size and mtime."""
     stat = path.stat()
-    memo = cache_root() / "digests" / hashlib.sha256(
+    memo = cache / "digests" / hashlib.sha256(
         f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
     if memo.exists():
         return memo.read_text().strip()
@@ -125,13 +68,13 @@ def _file_digest(path: Path) -> str:
     return digest
 
 
-def _convert_gguf(cfg: ModelConfig) -> tuple[Path, str]:
+def _convert_gguf(cfg: ModelConfig, cache: Path) -> tuple[Path, str]:
     """Dequantise the packaged GGUF once into a safetensors folder; return (folder, sha256)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = _gguf_path(cfg)
-    digest = _file_digest(gguf)
-    folder = cache_root() / "models" / f"{cfg.name}-{digest[:16]}"
+    gguf = _gguf_path(cfg, cache)
+    digest = _file_digest(gguf, cache)
+    folder = cache / "models" / f"{cfg.name}-{digest[:16]}"
     if (folder / "config.json").exists():
         return folder, digest
     log.info("converting %s to safetensors in %s (once)", gguf.name, folder)
@@ -146,14 +89,14 @@ def _convert_gguf(cfg: ModelConfig) -> tuple[Path, str]:
     return folder, digest
 
 
-def _weights_digest(folder: Path) -> str:
+def _weights_digest(folder: Path, cache: Path) -> str:
     files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     if not files:
         raise ConfigError(f"model folder {folder} holds no *.safetensors weights")
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode())
-        h.update(_file_digest(f).encode())
+        h.update(_file_digest(f, cache).encode())
     return h.hexdigest()
 
 
@@ -172,18 +115,20 @@ def _random_model(cfg: ModelConfig, tokenizer) -> Any:
     return LlamaForCausalLM(LlamaConfig(**kwargs))
 
 
-def model_identity(cfg: ModelConfig, model_configs: dict[str, ModelConfig] | None = None) -> str:
+def model_identity(cfg: ModelConfig, model_configs: dict[str, ModelConfig] | None = None,
+                   cache: Path | None = None) -> str:
     """``<name>@<sha256[:16]>`` of the weights, known without loading the model: the GGUF file's
     digest (package), the safetensors digests (dir), id@revision (hub), or config + seed (random)."""
+    cache = cache or default_cache_dir()
     if cfg.source == "package":
-        digest = _file_digest(_gguf_path(cfg))
+        digest = _file_digest(_gguf_path(cfg, cache), cache)
     elif cfg.source == "dir":
-        digest = _weights_digest(Path(cfg.path))
+        digest = _weights_digest(Path(cfg.path), cache)
     elif cfg.source == "hf":
         digest = hashlib.sha256(f"{cfg.path}@{cfg.revision}".encode()).hexdigest()
     else:
         base = (model_configs or {}).get(cfg.tokenizer_from)
-        tokenizer_id = model_identity(base) if base else cfg.tokenizer_from
+        tokenizer_id = model_identity(base, cache=cache) if base else cfg.tokenizer_from
         digest = hashlib.sha256(json.dumps([RANDOM_DEFAULTS, cfg.random_config, cfg.seed, tokenizer_id],
                                            sort_keys=True).encode()).hexdigest()
     return f"{cfg.name}@{digest[:16]}"
@@ -202,26 +147,29 @@ def load_tokenizer(folder: Path | str, cfg: ModelConfig, **kwargs):
     return tok
 
 
-def load_model(cfg: ModelConfig, model_configs: dict[str, ModelConfig] | None = None) -> LoadedModel:
+def load_model(cfg: ModelConfig, model_configs: dict[str, ModelConfig] | None = None,
+               cache: Path | None = None) -> LoadedModel:
     """Load ``cfg``'s model in eval mode on its device.  ``model_configs`` resolves
-    ``tokenizer_from`` for random models."""
+    ``tokenizer_from`` for random models; ``cache`` holds converted GGUF models (default: the
+    user's cache, ``TAXBENCH_CACHE`` or ~/.cache/taxbench).  Only ``source=hf`` may reach the hub."""
     from transformers import AutoModelForCausalLM
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "0" if cfg.source == "hf" else "1")
+    cache = cache or default_cache_dir()
     device = resolve_device(cfg.device)
     dtype = DTYPES[cfg.dtype]
     if cfg.source == "random":
         if not cfg.tokenizer_from or not model_configs or cfg.tokenizer_from not in model_configs:
             raise ConfigError(f"model.tokenizer_from={cfg.tokenizer_from!r} must name a known model config")
         base = model_configs[cfg.tokenizer_from]
-        folder = _convert_gguf(base)[0] if base.source == "package" else base.path
+        folder = _convert_gguf(base, cache)[0] if base.source == "package" else base.path
         tokenizer = load_tokenizer(folder, cfg)
         model = _random_model(cfg, tokenizer).to(dtype)
     else:
-        where = str(_convert_gguf(cfg)[0]) if cfg.source == "package" else cfg.path
+        where = str(_convert_gguf(cfg, cache)[0]) if cfg.source == "package" else cfg.path
         if cfg.source == "dir" and not Path(cfg.path).is_dir():
             raise ConfigError(f"model.path={cfg.path!r} is not a folder")
         revision = {"revision": cfg.revision} if cfg.revision else {}
+        revision["local_files_only"] = cfg.source != "hf"
         tokenizer = load_tokenizer(where, cfg, **revision)
         model = AutoModelForCausalLM.from_pretrained(
             where, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True, **revision)
@@ -229,29 +177,4 @@ def load_model(cfg: ModelConfig, model_configs: dict[str, ModelConfig] | None = 
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return LoadedModel(model=model, tokenizer=tokenizer, config=cfg,
-                       identity=model_identity(cfg, model_configs), device=device)
-
-
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-def model_configs(conf_dir: Path = CONF_DIR) -> dict[str, ModelConfig]:
-    """Every model config in ``conf/model`` (those with concrete values), by name."""
-    import yaml
-
-    out = {}
-    for path in sorted((conf_dir / "model").glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text())
-        if "???" not in raw.values():
-            out[path.stem] = ModelConfig(**raw)
-    return out
-
-
-def load_named(name: str, **overrides: Any) -> LoadedModel:
-    """Load a model by its config name in ``conf/model`` (tests, scripts, notebooks)."""
-    configs = model_configs()
-    if name not in configs:
-        raise ConfigError(f"unknown model {name!r}; valid names: {sorted(configs)}")
-    cfg = ModelConfig(**{**configs[name].__dict__, **overrides})
-    return load_model(cfg, configs)
+                       identity=model_identity(cfg, model_configs, cache), device=device)

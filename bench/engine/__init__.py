@@ -1,0 +1,1 @@
+"""The Hugging Face implementation of the interfaces: model loading (``models``), the batched prefix-tree scoring and k-sample generation engine (``hf_lm``), and the CPU memory tricks it runs under (``cpu_inference``)."""

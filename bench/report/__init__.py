@@ -1,0 +1,1 @@
+"""From result files to evidence: bootstrap statistics (``bootstrap``), the leaderboard (``leaderboard``), the figures (``plots``)."""

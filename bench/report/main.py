@@ -1,0 +1,53 @@
+"""``taxbench leaderboard``: result files -> leaderboard.md, leaderboard.csv and plots/."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from bench.io import atomic_write_bytes
+from bench.report import plots as plotting
+from bench.report.leaderboard import build
+from bench.report.render import to_frame, to_markdown
+from bench.report.runs import ResultFileWarning
+
+
+def _meta(results_dir: Path) -> dict[str, Any]:
+    path = results_dir / "leaderboard_meta.json"
+    if not path.exists():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        warnings.warn(f"ignoring {path}: {exc}", ResultFileWarning, stacklevel=2)
+        return {}
+
+
+def main(results_dir: str | Path = "results", out_dir: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
+         command: str | None = None, machine: str | None = None, plots: bool = True,
+         pin: str | None = None) -> dict[str, Any]:
+    """Write leaderboard.md, leaderboard.csv and (plots=True) plots/*.png under out_dir (default results_dir).
+
+    command / machine for the markdown header: arguments, else results_dir/leaderboard_meta.json
+    ({"command": ..., "machine": ...}), else the leaderboard command and the runs' platforms.
+    Returns {"markdown": path, "csv": path, "plots": [paths], "leaderboard": Leaderboard}."""
+    results_dir = Path(results_dir)
+    out = Path(out_dir) if out_dir is not None else results_dir
+    lb = build(results_dir, n_boot, seed, pin=pin)
+    meta = _meta(results_dir)
+    command = command or meta.get("command") or (
+        f"taxbench leaderboard --results {results_dir}" + (f" --n-boot {n_boot}" if n_boot != 1000 else "")
+        + (f" --seed {seed}" if seed else "") + (f" --code-version {pin}" if pin else ""))
+    machine = machine or meta.get("machine") or "; ".join(sorted(
+        {str(e.run.doc.get("versions", {}).get("platform", "unknown platform")) for e in lb.entries}))
+    generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    md_path, csv_path = out / "leaderboard.md", out / "leaderboard.csv"
+    atomic_write_bytes(md_path, to_markdown(lb, command, machine, generated, str(results_dir)).encode())
+    atomic_write_bytes(csv_path, to_frame(lb).to_csv(index=False).encode())
+    paths: list[Path] = []
+    if plots:
+        paths = plotting.make_all(lb, out / "plots")
+        plotting.log_to_wandb(paths)
+    return {"markdown": md_path, "csv": csv_path, "plots": paths, "leaderboard": lb}

@@ -1,0 +1,157 @@
+"""The leaderboard as tables: a DataFrame (``leaderboard.csv``) and markdown (``leaderboard.md``)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from bench.api.metrics import MetricSpec
+from bench.report.compare import BASELINE, CAPABILITY, GROUPS, Interval
+from bench.report.leaderboard import Entry, Leaderboard
+
+SUMMARY_COLUMNS = ["model", "method", "bias_type", "suite", "seed", "bias_reduction", "bias_reduction_lo",
+                   "bias_reduction_hi", "capability_change_pct", "capability_change_pct_lo",
+                   "capability_change_pct_hi", "verdict"]
+
+
+def arrow(spec: MetricSpec) -> str:
+    """↑ higher is better, ↓ lower is better, →50 closer to 50 is better."""
+    if spec.direction == "target":
+        return "→?" if spec.target is None else f"→{spec.target:g}"
+    return "↑" if spec.direction == "higher" else "↓"
+
+
+def header(spec: MetricSpec) -> str:
+    return f"{spec.key} ({arrow(spec)})"
+
+
+def _group_header(spec: MetricSpec) -> str:
+    return f"{spec.group}: {header(spec)}"
+
+
+def to_frame(lb: Leaderboard) -> pd.DataFrame:
+    """One row per entry: summary columns, then per metric (grouped) its value, Δ and interval,
+    and for target metrics the change of the distance to the target (Δdist)."""
+    rows = []
+    for e in lb.entries:
+        r = e.run
+        row: dict[str, Any] = {"model": r.model, "method": r.method, "bias_type": r.bias_type,
+                               "suite": r.doc.get("suite"), "seed": r.doc.get("seed")}
+        for name, iv in (("bias_reduction", e.bias), ("capability_change_pct", e.capability)):
+            row.update({name: iv.est if iv else math.nan, f"{name}_lo": iv.lo if iv else math.nan,
+                        f"{name}_hi": iv.hi if iv else math.nan})
+        row["verdict"] = e.verdict
+        row["run_id"] = r.doc.get("run_id")
+        for key, spec in lb.specs.items():
+            h = _group_header(spec)
+            row[h] = r.metrics.get(key, math.nan)
+            c = e.changes.get(key)
+            ivs = [("Δ", c.delta if c else None)]
+            if spec.direction == "target":
+                ivs.append(("Δdist", c.dist if c else None))
+            for name, iv in ivs:
+                row.update({f"{h} {name}": iv.est if iv else math.nan, f"{h} {name} lo": iv.lo if iv else math.nan,
+                            f"{h} {name} hi": iv.hi if iv else math.nan})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def num(x: float, sign: bool = False) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    if 0 < abs(x) < 0.01:
+        return f"{x:+.2g}" if sign else f"{x:.2g}"
+    digits = 1 if abs(x) >= 10 else 2 if abs(x) >= 1 else 3
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def fmt_interval(iv: Interval | None, ci: bool = True) -> str:
+    if iv is None:
+        return "–"
+    text = num(iv.est, sign=True) + ("*" if iv.sig else "")
+    if ci and math.isfinite(iv.lo):
+        text += f" [{num(iv.lo, True)}, {num(iv.hi, True)}]"
+    return text
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    return ["| " + " | ".join(map(esc, head)) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(map(esc, r)) + " |" for r in rows)]
+
+
+def _id_cells(lb: Leaderboard, e: Entry) -> list[str]:
+    cells = [e.run.model, e.run.method, e.run.bias_type or ""]
+    if lb.multi_suite_seed:
+        cells += [str(e.run.doc.get("suite")), str(e.run.doc.get("seed"))]
+    return cells
+
+
+def _id_head(lb: Leaderboard) -> list[str]:
+    return ["model", "method", "bias type"] + (["suite", "seed"] if lb.multi_suite_seed else [])
+
+
+def _cell(e: Entry, spec: MetricSpec) -> str:
+    value = num(e.run.metrics.get(spec.key, math.nan))
+    c = e.changes.get(spec.key)
+    if c is None:
+        return value
+    text = f"{value}<br>Δ {fmt_interval(c.delta)}"
+    if c.dist is not None:
+        text += f"<br>Δ|·−{spec.target:g}| {fmt_interval(c.dist)}"
+    return text
+
+
+def to_markdown(lb: Leaderboard, command: str, machine: str, generated: str, results_dir: str) -> str:
+    runs = [e.run for e in lb.entries]
+    codes = sorted({r.code_version for r in runs})
+    lines = [
+        "# taxbench leaderboard", "",
+        f"- Command: `{command}`",
+        f"- Machine: {machine}",
+        f"- Generated: {generated} from {len(runs)} result files in `{results_dir}/runs`"
+        f" ({len(lb.superseded)} superseded by newer runs, {len(lb.skipped)} unreadable skipped); code {', '.join(codes)}"
+        + (f" (pinned with --code-version {lb.pinned})" if lb.pinned else ""),
+        f"- Δ = run − `{BASELINE}` on the same model, suite and seed. [lo, hi] = 95% paired bootstrap percentile "
+        f"interval ({lb.n_boot} resamples of the example ids both runs scored, seed {lb.seed}); "
+        "`*` = the interval excludes 0. Arrows: ↑ higher is better, ↓ lower is better, →50 closer to 50 is better; "
+        "Δ|·−50| is the change of the distance to 50 (negative = closer).",
+        "", "## Alignment tax", "",
+        f"Bias reduction: mean decrease of the distance to the ideal over {', '.join(f'`{k}`' for k in lb.bias_keys) or '–'}"
+        " (points; > 0 = less biased). Capability change: relative change (%, > 0 = better; for a ↓ metric, of its "
+        "reciprocal, e.g. perplexity → per-token probability, so no term falls below -100) of "
+        f"{', '.join(f'`{k}`' for k in lb.capability_keys) or '–'}, averaged within each of "
+        f"{', '.join(CAPABILITY)}, then across them. Verdict: significant changes of whole-benchmark metrics.", "",
+    ]
+    rows = [_id_cells(lb, e) + [fmt_interval(e.bias), fmt_interval(e.capability), e.verdict] for e in lb.entries]
+    lines += _table(_id_head(lb) + ["bias reduction, pts (↑)", "capability change, % (↑)", "verdict"], rows)
+    for group in GROUPS:
+        specs = [s for s in lb.specs.values() if s.group == group and lb.headline(s.key)]
+        if not specs:
+            continue
+        lines += ["", f"## {group.capitalize()}", ""]
+        lines += _table(_id_head(lb) + [header(s) for s in specs],
+                        [_id_cells(lb, e) + [_cell(e, s) for s in specs] for e in lb.entries])
+        lines += ["", *(f"- `{s.key}` ({arrow(s)}): {s.help}" for s in specs)]
+    breakdown = [s for s in lb.specs.values() if not lb.headline(s.key)]
+    if breakdown:
+        lines += ["", "## Breakdowns", "", f"Value (Δ against `{BASELINE}`, `*` = significant) per subset of examples.", ""]
+        for model in lb.models:
+            entries = [e for e in lb.entries if e.run.model == model]
+            lines += [f"### {model}", ""]
+            lines += _table(["metric", "subset"] + [e.label for e in entries], [
+                [header(s), ", ".join(f"{k}={v}" for k, v in s.where.items())] + [
+                    num(e.run.metrics.get(s.key, math.nan))
+                    + (f" ({fmt_interval(e.changes[s.key].delta, ci=False)})"
+                       if s.key in e.changes else "") for e in entries] for s in breakdown])
+            lines.append("")
+    if lb.superseded:
+        lines += ["", "## Superseded runs", "", "Runs of the cells above replaced by a run at a newer code version or a "
+                  "newer rerun (`taxbench leaderboard --code-version <v>` pins one version):", ""]
+        lines += _table(["result file", "model", "method", "bias type", "code version", "created"],
+                        [[r.path.name, r.model, r.method, r.bias_type or "", r.code_version, str(r.doc.get("created"))]
+                         for r in sorted(lb.superseded, key=lambda r: (r.model, r.method, r.path.name))])
+    if lb.skipped:
+        lines += ["", "## Skipped files", "", *(f"- {m}" for m in lb.skipped)]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,144 @@
+"""Result files as the report reads them: one ``Run`` per file, the newest per leaderboard cell.
+
+A cell is (model, method, bias type, suite, seed).  When several files share a cell, the run at
+the newest code version wins (by the creation time of that version's newest run; within a
+version, the newest run); every other run of the cell is *superseded* and listed in the
+leaderboard, so runs of different code versions are never mixed silently.  ``pin`` keeps only
+the runs of one code version.  Unreadable files are skipped with a ``ResultFileWarning``.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from bench.api.metrics import MetricSpec
+from bench.errors import TaxbenchError
+from bench.report.bootstrap import Groups, group_by_id
+from bench.store import load_result
+
+
+class ResultFileWarning(UserWarning):
+    """A result or records file was skipped."""
+
+
+def spec_from_dict(d: dict[str, Any]) -> MetricSpec:
+    names = {f.name for f in fields(MetricSpec)}
+    return MetricSpec(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class Run:
+    path: Path  # the result file
+    doc: dict[str, Any]
+    specs: dict[str, MetricSpec]
+    _groups: dict[str, Groups | None] = field(default_factory=dict, repr=False)
+
+    @property
+    def model(self) -> str:
+        return self.doc["model"]["name"]
+
+    @property
+    def method(self) -> str:
+        return self.doc["method"]["name"]
+
+    @property
+    def bias_type(self) -> str | None:
+        return self.doc["method"].get("bias_type")
+
+    @property
+    def key(self) -> tuple:
+        return self.model, self.method, self.bias_type, self.doc.get("suite"), self.doc.get("seed")
+
+    @property
+    def code_version(self) -> str:
+        versions = self.doc.get("versions", {})
+        return str(versions.get("code_version") or versions.get("taxbench"))
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.doc.get("metrics", {})
+
+    @cached_property
+    def records(self) -> dict[str, list[dict]]:
+        """Per-example records by benchmark ({} when the records file is missing or unreadable: warns)."""
+        rel = self.doc.get("records_path")
+        path = self.path.parent / rel if rel else None
+        by_bench: dict[str, list[dict]] = {}
+        try:
+            if path is None or not path.exists():
+                raise TaxbenchError("records file missing")
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    by_bench.setdefault(r.get("benchmark", ""), []).append(r)
+        except (TaxbenchError, json.JSONDecodeError, OSError) as exc:
+            warnings.warn(f"no intervals for {self.path}: records {path}: {exc}", ResultFileWarning, stacklevel=2)
+            return {}
+        return by_bench
+
+    def groups(self, spec: MetricSpec) -> Groups | None:
+        """Records of the benchmark that produced ``spec``, by example id (None if not found).
+
+        The benchmark is the key's prefix, else the only benchmark whose records carry spec.field."""
+        by_bench = self.records
+        name = spec.key.split("/")[0]
+        if name not in by_bench:
+            carriers = [b for b, rs in by_bench.items() if spec.field and all(spec.field in r for r in rs)]
+            name = carriers[0] if len(carriers) == 1 else None
+        if name is None:
+            return None
+        if name not in self._groups:
+            try:
+                self._groups[name] = group_by_id(by_bench[name])
+            except KeyError:
+                warnings.warn(f"no intervals for {name} of {self.path}: a record has no id", ResultFileWarning,
+                              stacklevel=2)
+                self._groups[name] = None
+        return self._groups[name]
+
+
+def read_run(path: Path) -> Run:
+    doc = load_result(path)
+    for part in ("model", "method"):
+        if not isinstance(doc.get(part), dict) or "name" not in doc[part]:
+            raise TaxbenchError(f"no {part}.name")
+    return Run(Path(path), doc, {k: spec_from_dict(v) for k, v in doc.get("metric_specs", {}).items()})
+
+
+@dataclass
+class Runs:
+    latest: list[Run]  # the newest run of each cell
+    superseded: list[Run]  # every other run of those cells (older code versions or older reruns)
+    skipped: list[str]  # messages for unreadable files
+    pinned: str | None = None  # the code version kept, when pinned
+
+
+def load_runs(results_dir: str | Path, pin: str | None = None) -> Runs:
+    """Read ``<results_dir>/runs/*.json``; the newest run per cell (``pin``: only runs of that code version)."""
+    by_cell: dict[tuple, list[Run]] = {}
+    skipped = []
+    for path in sorted((Path(results_dir) / "runs").glob("*.json")):
+        try:
+            run = read_run(path)
+        except (TaxbenchError, KeyError, TypeError, ValueError, AttributeError, OSError) as exc:
+            msg = f"skipping result file {path}: {exc}"
+            warnings.warn(msg, ResultFileWarning, stacklevel=2)
+            skipped.append(msg)
+            continue
+        if pin is None or run.code_version == pin:
+            by_cell.setdefault(run.key, []).append(run)
+    newest_of_version: dict[str, str] = {}
+    for cell in by_cell.values():
+        for r in cell:
+            newest_of_version[r.code_version] = max(newest_of_version.get(r.code_version, ""), r.doc.get("created", ""))
+    latest, superseded = [], []
+    for cell in by_cell.values():
+        cell.sort(key=lambda r: (newest_of_version[r.code_version], r.code_version, r.doc.get("created", ""),
+                                 r.path.name))
+        latest.append(cell[-1])
+        superseded.extend(cell[:-1])
+    return Runs(latest, superseded, skipped, pin)
