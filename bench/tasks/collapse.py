@@ -9,8 +9,9 @@ vocabulary entry of the model in its leading-space form (``encode(" " + word)`` 
 skipped, never mapped to its first fragment, and an id listed by both genders is dropped from
 both, so the male and female id sets are disjoint.  Classes defined per tokenizer (of the 425
 distinct listed words): SmolLM2 (smollm2-135m, tiny-random) 151 = 88 male + 63 female ids,
-none shared; Gemma 3 (gemma3-270m): GEMMA_COUNTS.  Only classes seen ``min_count`` times in the
-scanned text are kept.
+none shared; Gemma 3 (gemma3-270m): not measured yet (its weights were not installed where this
+was written); every run reports the count (``info["classes_defined"]`` here, ``method/nc3_classes``
+for the regularizer).  Only classes seen ``min_count`` times in the scanned text are kept.
 Features are last-layer hidden states h (after any ``hidden_transform``, i.e. what the LM
 head sees) at the positions whose *next* token is a class token, collected from ``n``
 WikiText-2 test paragraphs (seeded draw; None: all 2,183).  Classes seen fewer than
