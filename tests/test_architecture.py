@@ -224,7 +224,7 @@ def test_every_evaluation_file_is_declared_in_the_manifest():
 
 def test_training_guard_refuses_every_benchmark_file():
     from bench.errors import ConfigError
-    from methods.training import check_training_files
+    from methods.finetune.config import check_training_files
 
     manifest = load_manifest()
     files = [p for p in manifest if is_evaluation_file(p)]

@@ -1,16 +1,17 @@
-"""Counterfactual swapping: case, punctuation, multi-word entries, both directions, tuples; CDA filtering."""
+"""The counterfactual swapper (bias-bench's rule), word lists, CDA filtering and config."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from bench.errors import ConfigError
-from methods.cda import CDA, augment
-from methods.counterfactual import Swapper, load_groups, match_case, name_pairs
+from bench.errors import ConfigError, DataError
+from methods.finetune.cda import CDA, augment
+from methods.text.swap import Swapper
+from methods.text.words import load_tuples, name_pairs
 
-PAIRS = [("he", "she"), ("his", "her"), ("king", "queen"), ("father", "mother"), ("mr", "mrs"),
-         ("best man", "maid of honour")]
+PAIRS = [("he", "she"), ("him", "her"), ("his", "her"),  # bias-bench order: "her" -> "his"
+         ("king", "queen"), ("mr.", "mrs."), ("mr.", "ms.")]
 
 
 @pytest.fixture
@@ -18,81 +19,83 @@ def swapper():
     return Swapper(PAIRS)
 
 
+def pair_swap(s: Swapper, text: str) -> str:
+    return s.counterfactual(text, random.Random(0))
+
+
 @pytest.mark.parametrize("text,expected", [
     ("he said", "she said"),
-    ("She said", "He said"),  # Title both ways
-    ("HE SAID", "SHE SAID"),
-    ("the King.", "the Queen."),
-    ("a king, a queen; a father: a mother!", "a queen, a king; a mother: a father!"),
-    ("Is it his? yes", "Is it her? yes"),
-    ("Mr. Smith", "Mrs. Smith"),
-    ("the king's crown", "the queen's crown"),  # possessive
-    ("(father)", "(mother)"),
-    ("thekingdom, shelf, he-man", "thekingdom, shelf, he-man"),  # inside words: untouched
+    ("the king. the queen,", "the queen. the king,"),  # one trailing mark of . , ? ! ; : is kept
+    ("a king? a queen! a king; a queen:", "a queen? a king! a queen; a king:"),
+    ("She said", "She said"),  # exact lower-case match only (bias-bench): "She" is not swapped
+    ("HE SAID", "HE SAID"),
+    ("the king's crown", "the king's crown"),  # possessive: not the word, not swapped
+    ("(he) he.. he.\" he", "(he) he.. he.\" she"),  # bracket, two marks, quote after the mark: no match
+    ("mr. Smith", "ms. Smith"),  # a word listed in two pairs: the last pair wins (bias-bench's loop)
+    ("her", "his"),
 ])
-def test_gender_swap_keeps_case_and_punctuation(swapper, text, expected):
-    assert swapper.swap(text) == expected
+def test_bias_bench_matching(swapper, text, expected):
+    assert pair_swap(swapper, text) == expected
 
 
-def test_multi_word_entries_both_directions(swapper):
-    assert swapper.swap("He was the best man.") == "She was the maid of honour."
-    assert swapper.swap("She was the Maid of Honour!") == "He was the Best Man!"
-    assert swapper.swap("the maid  of honour") == "the best man"  # any whitespace between words
-    assert swapper.swap("the best, man") == "the best, man"  # punctuation splits a multi-word entry
-
-
-def test_swap_twice_is_identity_for_pairs(swapper):
-    text = "He told his father: the King is here."
-    assert swapper.swap(swapper.swap(text)) == text
+def test_whitespace_is_kept_and_pairs_swap_both_ways(swapper):
+    text = "he told\nhis  king:\tthe queen"
+    assert pair_swap(swapper, text) == "she told\nher  queen:\tthe king"
     assert swapper.contains(text) and not swapper.contains("the cat sat")
 
 
-def test_tuples_rotate_every_member():
+def test_triples_move_to_positions_drawn_per_text():
     triples = Swapper([("jewish", "christian", "muslim"), ("synagogue", "church", "mosque")])
-    text = "A Jewish family went to the synagogue; a Muslim went to the MOSQUE."
-    assert triples.swap(text, 1) == "A Christian family went to the church; a Jewish went to the SYNAGOGUE."
-    assert triples.swap(text, 2) == "A Muslim family went to the mosque; a Christian went to the CHURCH."
-    # both shifts together reach every other member: two-sided for tuples
-    assert triples.swap(triples.swap(text, 1), 2) == text
-    rng = random.Random(0)
-    shifts = {triples.counterfactual("a church", rng) for _ in range(50)}
-    assert shifts == {"a mosque", "a synagogue"}
+    text = "a jewish family went to the synagogue; a muslim went to the mosque."
+    # targets: position 0 -> choice([1, 2]), 1 -> choice([0, 2]), 2 -> choice([0, 1]), drawn in that order
+    rng, ref = random.Random(5), random.Random(5)
+    r = [ref.choice([1, 2]), ref.choice([0, 2]), ref.choice([0, 1])]
+    rel = [("jewish", "christian", "muslim")[r[0]], ("synagogue", "church", "mosque")[r[0]],
+           ("jewish", "christian", "muslim")[r[2]], ("synagogue", "church", "mosque")[r[2]]]
+    assert triples.counterfactual(text, rng) == f"a {rel[0]} family went to the {rel[1]}; a {rel[2]} went to the {rel[3]}."
+    outcomes = {triples.counterfactual("a church", random.Random(s)) for s in range(40)}
+    assert outcomes == {"a synagogue", "a mosque"}
 
 
 def test_word_in_two_tuples_uses_the_last():
     race = Swapper([("black", "caucasian", "asian"), ("black", "white", "asian")])
-    assert race.swap("black", 1) == "white"
-    assert race.swap("caucasian", 1) == "asian"
+    assert {race.counterfactual("black", random.Random(s)) for s in range(40)} == {"white", "asian"}
 
 
-def test_match_case():
-    assert match_case("HE", "she") == "SHE"
-    assert match_case("he", "Zsa Zsa") == "zsa zsa"
-    assert match_case("Maid of Honour", "best man") == "Best Man"
-    assert match_case("King", "maid of honour") == "Maid of honour"
-    assert match_case("mcKing", "queen") == "queen"
+def test_mixed_tuple_lengths_are_refused():
+    with pytest.raises(DataError, match="one length"):
+        Swapper([("he", "she"), ("a", "b", "c")])
 
 
-def test_names_are_case_sensitive_and_paired():
+def test_swap_with_a_chooser_keeps_unchosen_tokens(swapper):
+    assert swapper.swap("he and his king", lambda m: "X" if m.index == 0 and m.group[0] == "king" else None) \
+        == "he and his X"
+
+
+def test_names_pairing():
     pairs = name_pairs(["Adam", "Will", "Sam"], ["Eve", "Grace", "Sam"])
     assert ("Adam", "Eve") in pairs and ("Will", "Grace") in pairs
     assert all("Sam" not in p for p in pairs)  # on both lists: dropped
-    s = Swapper([("he", "she")], pairs)
-    assert s.swap("Will will go; Adam too.") == "Grace will go; Eve too."
+    assert pair_swap(Swapper(pairs), "Will will go; Adam, too.") == "Grace will go; Eve, too."
 
 
 def test_real_word_lists(data_root):
-    words, names = load_groups(data_root, "gender")
-    assert len(words) == 57 + 130 and names == []
-    g = Swapper(words)
-    assert g.swap("The actress met her nephew.") == "The actor met his niece."
-    assert g.swap("Himself, the Prince!") == "Herself, the Princess!"
-    _, names = load_groups(data_root, "gender", names=True)
-    assert len(names) > 7000
-    race = Swapper(*load_groups(data_root, "race"))
-    assert race.swap("An African village", 1) == "An Caucasian village"
-    religion = Swapper(*load_groups(data_root, "religion"))
-    assert religion.swap("the rabbi and the imam", 1) == "the priest and the rabbi"
+    gender = load_tuples(data_root, "gender")
+    assert len(gender) == 57  # bias-bench's list only, by default
+    g = Swapper(gender)
+    assert pair_swap(g, "the actress met her brother.") == "the actor met his sister."
+    assert pair_swap(g, "The manager said the governor would host the poet.") == \
+        "The manager said the governor would host the poet."  # not gendered: untouched
+    assert pair_swap(g, "a guy, a girl") == "a girl, a guy"  # ("guy", "girl") is bias-bench's last pair for both
+    extra = load_tuples(data_root, "gender", ["countergen"])
+    assert len(extra) == 57 + 130 and extra[-57:] == gender  # bias-bench's pairs last: they win
+    assert pair_swap(Swapper(extra), "the manager said") == "the manageress said"
+    assert len(load_tuples(data_root, "gender", ["countergen_names"])) > 7000
+    assert len(load_tuples(data_root, "race")) == 6 and len(load_tuples(data_root, "religion")) == 6
+    with pytest.raises(ConfigError, match="gender only"):
+        load_tuples(data_root, "race", ["countergen"])
+    with pytest.raises(ConfigError, match="unknown list"):
+        load_tuples(data_root, "gender", ["wordnet"])
 
 
 def test_augment_keeps_only_attribute_chunks_twice(swapper):
@@ -109,5 +112,7 @@ def test_cda_config_validation():
         CDA(data_files=["wikitext2/tokens_v1/test.txt"])
     with pytest.raises(ConfigError, match="method.train"):
         CDA(train={"lr": 1e-4, "bogus": 1})
+    with pytest.raises(ConfigError, match="method.extra_words"):
+        CDA(bias_type="religion", extra_words=["countergen"])
     assert CDA(train={"lr": 1e-4}).train.lr == 1e-4
     assert CDA(nc3_weight=5.0).name == "cda_nc3" and CDA().name == "cda"

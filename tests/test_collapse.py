@@ -53,7 +53,7 @@ def test_imperfect_collapse_matches_numpy():
     assert m["nc2_equiangle"] == pytest.approx(np.std(cos))
     assert m["nc3"] == pytest.approx(np.linalg.norm(cm / np.linalg.norm(cm) - w / np.linalg.norm(w)))
     dual = [cm[k] @ w[k] / (np.linalg.norm(cm[k]) * np.linalg.norm(w[k])) for k in range(c)]
-    assert m["unc3"] == pytest.approx(np.std(dual))
+    assert m["unc3"] == pytest.approx(np.std(dual, ddof=1))  # the release's torch.std: unbiased
     assert all(v > 0.01 for v in m.values())
 
 
@@ -124,13 +124,33 @@ def test_duck_typed_lm_and_skip(data_root):
     assert all(math.isnan(v) for v in result.metrics.values()) and "encode" in result.info["skipped"]
 
 
-def test_class_tokens_single_token_filter(tiny_lm, data_root):
-    single = NC.class_tokens(data_root, tiny_lm.encode, single_token=True)
-    first = NC.class_tokens(data_root, tiny_lm.encode, single_token=False)
-    assert set(single) < set(first)
-    his = tiny_lm.encode(" his")[0]
-    assert single[his]["gender"] == "male" and "his" in single[his]["words"]
-    assert all(len(tiny_lm.encode(" " + w)) == 1 for v in single.values() for w in v["words"])
+def test_classes_are_single_vocabulary_entries_and_disjoint_on_smollm2(tiny_lm, data_root):
+    classes, counts = NC.fairness_classes(data_root, tiny_lm.encode)  # tiny-random has SmolLM2's tokenizer
+    assert counts == {"words": 425, "single_token_words": 151, "shared_ids_dropped": 0, "classes": 151}
+    assert all(len(tiny_lm.encode(" " + w)) == 1 for v in classes.values() for w in v["words"])
+    male = {t for t, v in classes.items() if v["gender"] == "male"}
+    female = {t for t, v in classes.items() if v["gender"] == "female"}
+    assert not male & female and len(male) == 88 and len(female) == 63
+    his, countrywoman = tiny_lm.encode(" his"), tiny_lm.encode(" countrywoman")  # " country" + "woman"
+    assert classes[his[0]]["words"] == ["his"] and len(countrywoman) == 2 and countrywoman[0] not in classes
+
+
+def test_class_rule_drops_split_words_and_shared_ids(tmp_path):
+    import hashlib
+
+    from bench.data import DataFile, DataRoot
+
+    lists = {"m.txt": "king\nchairman\nsir\n", "f.txt": "queen\nchairwoman\nsir\n"}
+    files = {}
+    for rel, text in lists.items():
+        (tmp_path / rel).write_text(text)
+        files[rel] = DataFile(rel, "-", hashlib.sha256(text.encode()).hexdigest())
+    vocab = {" king": [1], " queen": [2], " sir": [3], " chairman": [4, 5], " chairwoman": [4, 6]}
+    classes, counts = NC.fairness_classes(DataRoot(tmp_path, download=False, files=files), vocab.__getitem__,
+                                          {"male": "m.txt", "female": "f.txt"})
+    # " chair" (id 4) is a first fragment, never a class; " sir" (id 3) is on both lists
+    assert classes == {1: {"words": ["king"], "gender": "male"}, 2: {"words": ["queen"], "gender": "female"}}
+    assert counts == {"words": 6, "single_token_words": 4, "shared_ids_dropped": 1, "classes": 2}
 
 
 def test_hidden_transform_is_applied(data_root):
@@ -166,7 +186,7 @@ def test_end_to_end_tiny(tiny_lm, data_root):
     assert sum(r["count"] for r in result.records) == result.info["features"]
 
 
-@pytest.mark.parametrize("kwargs", [{"n": 0}, {"min_count": 0}, {"single_token": "yes"}])
+@pytest.mark.parametrize("kwargs", [{"n": 0}, {"min_count": 0}, {"seed": "x"}])
 def test_bad_config(kwargs):
     from bench.errors import ConfigError
 

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from methods.collapse import NC3Regularizer, class_ids
+from methods.finetune.nc3 import NC3Regularizer, class_ids
 
 
 def _features(means: torch.Tensor, labels: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -26,13 +26,14 @@ def test_zero_when_cosines_are_equal():
     assert reg(hidden, labels, mask, weight).item() < 1e-6
 
 
-def test_value_is_population_std_of_cosines():
+def test_value_is_unbiased_std_of_cosines():
     means = torch.tensor([[0., 0], [2., 0], [0., 2]])  # classes 1 and 2; mu_G = (1, 1)
     weight = torch.tensor([[9., 9], [1., 0], [1., 0]])
     reg = NC3Regularizer([1, 2])
     hidden, labels, mask = _features(means, [1, 2])
-    # centred means: (1, -1) and (-1, 1); cosines with (1, 0): +1/sqrt2 and -1/sqrt2
-    assert math.isclose(reg(hidden, labels, mask, weight).item(), 1 / math.sqrt(2), rel_tol=1e-5)
+    # centred means: (1, -1) and (-1, 1); cosines with (1, 0): +1/sqrt2 and -1/sqrt2;
+    # unbiased std (the release's torch.std): sqrt(((1/sqrt2)^2 + (1/sqrt2)^2) / (2 - 1)) = 1
+    assert math.isclose(reg(hidden, labels, mask, weight).item(), 1.0, rel_tol=1e-5)
 
 
 def test_masked_positions_and_other_tokens_are_ignored():
@@ -89,8 +90,11 @@ def test_fewer_than_two_seen_classes_gives_zero():
     assert reg.loss(weight).item() == 0.0
 
 
-def test_class_ids_are_first_subtokens(tiny_lm, data_root):
-    ids = class_ids(tiny_lm, data_root, ["fairness_nc_words/adept/male.txt", "fairness_nc_words/adept/female.txt"])
+def test_class_ids_are_single_tokens_shared_with_the_diagnostic(tiny_lm, data_root):
+    from bench.tasks.collapse import fairness_classes
+
+    files = ["fairness_nc_words/adept/male.txt", "fairness_nc_words/adept/female.txt"]
+    ids, counts = class_ids(tiny_lm, data_root, files)
     he, she = tiny_lm.encode(" he")[0], tiny_lm.encode(" she")[0]
-    assert he in ids and she in ids and ids == sorted(set(ids))
-    assert 150 < len(ids) < 458  # 458 words; words sharing a first sub-token share a class
+    assert he in ids and she in ids and ids == sorted(set(ids)) and len(ids) == counts["classes"] == 151
+    assert ids == sorted(fairness_classes(data_root, tiny_lm.encode)[0])  # one rule: regularizer == diagnostic

@@ -1,11 +1,17 @@
 r"""Neural-Collapse diagnostics on fairness words (Papyan et al. 2020; Wu & Papyan 2024,
 "Linguistic Collapse"; Xu et al. 2025, "Collapsed Language Models Promote Fairness").
 
-Classes are token ids: each word of ``fairness_nc_words/adept/{male,female}.txt`` maps to
-its first sub-token with a leading space (``lm.encode(" " + word)[0]``), deduplicated.  With
-``single_token`` (default) only words that are one token keep a class: the first sub-token
-of a longer word is often a frequent non-gendered piece (" and" from "andropause", " m" from
-"mr."), which would dominate the features; ``single_token=false`` is Xu et al.'s literal rule.
+Classes (``fairness_classes``, the one class rule of the project, shared with the NC3
+regularizer of ``methods.finetune.nc3``): as in Xu et al.'s release, a word of
+``fairness_nc_words/adept/{male,female}.txt`` defines a class only when it is a single
+vocabulary entry of the model in its leading-space form (``encode(" " + word)`` is one id: the
+"Ġword" entry of byte-level BPE, the "▁word" entry of SentencePiece); a word that splits is
+skipped, never mapped to its first fragment, and an id listed by both genders is dropped from
+both, so the male and female id sets are disjoint.  Classes defined per tokenizer (of the 425
+distinct listed words): SmolLM2 (smollm2-135m, tiny-random) 151 = 88 male + 63 female ids,
+none shared; Gemma 3 (gemma3-270m): not measured yet (its weights were not installed where this
+was written); every run reports the count (``info["classes_defined"]`` here, ``method/nc3_classes``
+for the regularizer).  Only classes seen ``min_count`` times in the scanned text are kept.
 Features are last-layer hidden states h (after any ``hidden_transform``, i.e. what the LM
 head sees) at the positions whose *next* token is a class token, collected from ``n``
 WikiText-2 test paragraphs (seeded draw; None: all 2,183).  Classes seen fewer than
@@ -24,8 +30,9 @@ m_c = mu_c - mu_G (rows of M [C, H]), and LM-head rows w_c (rows of W [C, H]):
 - ``nc2_equiangle`` = std over pairs c < c' of cos(m_c, m_c').
 - ``nc3`` = || M / ||M||_F - W / ||W||_F ||_F (self-duality distance, in [0, 2]).
 - ``unc3`` = std_c cos(m_c, w_c) (uniform duality; Xu et al.'s L_NC3 regulariser).
-All standard deviations are population ones (ddof=0), so ``unc3`` equals the L_NC3 of
-methods/collapse.py on the same class means.  Lower is more collapsed for all five.
+``unc3`` uses the unbiased std (``torch.std``'s default, as the release's ``sims.std()``) and is
+the one UNC3 function of the project: the NC3 regularizer's L_NC3 is ``unc3`` of its running
+class means.  The NC2 spreads are population stds (ddof=0).  Lower is more collapsed for all five.
 
 The math is in pure, differentiable torch functions of (features [N, H], labels [N],
 W [C, H]) or of class means, so training code (the NC3 regulariser) can reuse them.
@@ -40,12 +47,12 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
 from bench.data import DataRoot, read_lines
-from bench.errors import ConfigError
+from bench.errors import ConfigError, DataError
 from bench.io import stable_hash
 from bench.api.lm import RepresentationLM, ScoringLM
 from bench.api.metrics import MetricSpec
@@ -112,7 +119,8 @@ def duality_cosines(means: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def unc3(means: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return duality_cosines(means, weights).std(correction=0)
+    """std_c cos(mu_c - mu_G, w_c), unbiased (the release's ``sims.std()``); differentiable."""
+    return duality_cosines(means, weights).std()
 
 
 def nc_metrics(features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> dict[str, float]:
@@ -125,21 +133,32 @@ def nc_metrics(features: torch.Tensor, labels: torch.Tensor, weights: torch.Tens
 
 
 # --------------------------------------------------------------------- data
-def class_tokens(data: DataRoot, encode, single_token: bool = True) -> dict[int, dict[str, Any]]:
-    """token id -> {"words": [...], "gender": male|female|both}: the first sub-token of each
-    word (of each one-token word when ``single_token``)."""
+def fairness_classes(data: DataRoot, encode: Callable[[str], list[int]],
+                     groups: Mapping[str, str] = WORD_FILES) -> tuple[dict[int, dict[str, Any]], dict[str, int]]:
+    """The class rule (module docstring): token id -> {"words": [...], "gender": group name} for
+    the words of ``groups`` (group name -> word-list file) that are one vocabulary entry with a
+    leading space; ids of more than one group are dropped.  Also returns the counts
+    {"words", "single_token_words", "shared_ids_dropped", "classes"}."""
     out: dict[int, dict[str, Any]] = {}
-    for gender, rel in WORD_FILES.items():
-        for word in read_lines(data.path(rel)):
-            ids = encode(" " + word.strip())
-            if not ids or (single_token and len(ids) > 1):
+    owners: dict[int, set[str]] = {}
+    n_words = n_single = 0
+    for group, rel in groups.items():
+        words = list(dict.fromkeys(w.strip() for w in read_lines(data.path(rel)) if w.strip()))
+        if not words:
+            raise DataError(f"{rel}: no words for the fairness classes")
+        for word in words:
+            n_words += 1
+            ids = encode(" " + word)
+            if len(ids) != 1:
                 continue
-            entry = out.setdefault(ids[0], {"words": [], "gender": gender})
-            if word.strip() not in entry["words"]:
-                entry["words"].append(word.strip())
-            if entry["gender"] != gender:
-                entry["gender"] = "both"
-    return out
+            n_single += 1
+            owners.setdefault(ids[0], set()).add(group)
+            out.setdefault(ids[0], {"words": [], "gender": group})["words"].append(word)
+    shared = [t for t, g in owners.items() if len(g) > 1]
+    for t in shared:
+        del out[t]
+    return out, {"words": n_words, "single_token_words": n_single, "shared_ids_dropped": len(shared),
+                 "classes": len(out)}
 
 
 def load_paragraphs(data: DataRoot, n: int | None, seed: int) -> list[str]:
@@ -181,7 +200,6 @@ class Collapse:
     n: int | None = None  # WikiText-2 test paragraphs to scan, drawn with seed (None: all)
     seed: int = 0  # paragraph draw seed
     min_count: int = 3  # drop classes (tokens) seen fewer times
-    single_token: bool = True  # only one-token words define classes (false: first sub-token of every word)
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -193,7 +211,7 @@ class Collapse:
         reason = None if isinstance(lm, RepresentationLM) else \
             f"{type(lm).__name__} is not a RepresentationLM (encode, per_token_hidden_states, lm_head_rows, decode)"
         if reason is None:
-            classes = class_tokens(data, lm.encode, self.single_token)
+            classes, _ = fairness_classes(data, lm.encode)
             paragraphs = load_paragraphs(data, self.n, self.seed)
             features, token_labels = collect(per_token_states(lm, paragraphs), classes)
             counts = torch.bincount(token_labels).tolist() if len(token_labels) else []

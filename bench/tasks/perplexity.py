@@ -81,7 +81,8 @@ class Perplexity:
     stride: int = 512  # tokens between window starts (= tokens newly scored per window)
 
     name = "perplexity"
-    DATA_FILES: ClassVar[tuple[str, ...]] = (FILE,)
+    # the test split in both of its released forms (raw, and tokenised: the same text)
+    DATA_FILES: ClassVar[tuple[str, ...]] = (FILE, "wikitext2/tokens_v1/test.txt")
 
     def __post_init__(self) -> None:
         check_config(self)
