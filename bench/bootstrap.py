@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.metrics import MetricSpec, aggregate, select
+from bench.metrics import MetricSpec, aggregate, matches, select
 
 Groups = dict[str, list[dict]]  # example id -> its records
 
@@ -47,6 +47,11 @@ def _stats(spec: MetricSpec, rows: list[dict]) -> list[float]:
         return [sum(float(r[spec.field]) for r in rows), len(rows)]
     if spec.aggregate == "exp_ratio":
         return [sum(float(r[spec.field]) for r in rows), sum(float(r["n_tokens"]) for r in rows)]
+    if spec.aggregate == "ratio":
+        return [sum(float(r[spec.field]) for r in rows), sum(float(r[spec.denominator]) for r in rows)]
+    if spec.aggregate == "abs_gap":
+        sides = [[float(r[spec.field]) for r in rows if matches(r, f)] for f in spec.contrast]
+        return [sum(sides[0]), len(sides[0]), sum(sides[1]), len(sides[1])]
     return [sum(float(r["stereo_wins"]) for r in rows), sum(float(r["lm_wins"]) for r in rows), len(rows)]
 
 
@@ -57,13 +62,18 @@ def _from_totals(spec: MetricSpec, t: np.ndarray) -> np.ndarray:
             return np.where(t[:, 1] > 0, spec.scale * t[:, 0] / t[:, 1], np.nan)
         if spec.aggregate == "exp_ratio":
             return np.where(t[:, 1] > 0, np.exp(-t[:, 0] / t[:, 1]), np.nan)
+        if spec.aggregate == "ratio":
+            return np.where(t[:, 1] != 0, spec.scale * t[:, 0] / t[:, 1], np.nan)
+        if spec.aggregate == "abs_gap":
+            gap = spec.scale * np.abs(t[:, 0] / t[:, 1] - t[:, 2] / t[:, 3])
+            return np.where((t[:, 1] > 0) & (t[:, 3] > 0), gap, np.nan)
         ss, lms = 100 * t[:, 0] / t[:, 2], 100 * t[:, 1] / t[:, 2]
         return np.where(t[:, 2] > 0, lms * np.minimum(ss, 100 - ss) / 50, np.nan)
 
 
 def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.ndarray) -> np.ndarray:
     """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``."""
-    if spec.aggregate in ("mean", "exp_ratio", "icat"):
+    if spec.aggregate in ("mean", "exp_ratio", "icat", "ratio", "abs_gap"):
         stats = np.array([_stats(spec, select(spec, groups[i])) for i in ids], dtype=float)
         return _from_totals(spec, counts @ stats)
     return np.array([aggregate(spec, [r for i, c in zip(ids, row) for _ in range(c) for r in groups[i]])
