@@ -315,7 +315,8 @@ def test_truthfulqa_on_smollm2(smollm2_loaded, data_root):
     assert all(0.0 < r["mc2"] < 1.0 for r in result.records)
 
 
-@pytest.mark.parametrize("name", ["stereoset", "crows_pairs", "truthfulqa", "knowledge", "perplexity"])
+@pytest.mark.parametrize("name", ["stereoset", "crows_pairs", "truthfulqa", "knowledge", "perplexity", "winobias",
+                                  "bbq"])
 def test_benchmark_conf_matches_its_dataclass(name):
     import dataclasses
     from pathlib import Path

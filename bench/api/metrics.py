@@ -17,7 +17,7 @@ import numpy as np
 
 Direction = Literal["higher", "lower", "target"]
 Group = Literal["bias", "toxicity", "truthfulness", "knowledge", "fluency", "diagnostic", "method"]
-Aggregate = Literal["mean", "exp_ratio", "icat", "none"]
+Aggregate = Literal["mean", "exp_ratio", "icat", "ratio", "abs_gap", "none"]
 
 
 @dataclass(frozen=True)
@@ -29,24 +29,36 @@ class MetricSpec:
     target: float | None = None  # ideal value when direction == "target" (e.g. 50 for SS)
     field: str | None = None  # record field holding the per-example value
     where: dict[str, Any] = dataclasses.field(default_factory=dict)  # record filter (e.g. {"domain": "gender"})
-    aggregate: Aggregate = "mean"  # a key of ADDITIVE (mean, exp_ratio, icat), or "none" (not recomputable)
-    scale: float = 1.0  # multiplier of a mean (100 for percentages)
+    aggregate: Aggregate = "mean"  # a key of ADDITIVE (how records make the value), or "none" (not recomputable)
+    scale: float = 1.0  # multiplier of a mean, ratio or gap (100 for percentages)
+    denominator: str | None = None  # ratio: record field summed in the denominator
+    contrast: tuple[dict[str, Any], dict[str, Any]] | None = None  # abs_gap: the two record filters compared
+
+    def __post_init__(self) -> None:
+        if self.aggregate == "ratio" and not (self.field and self.denominator):
+            raise ValueError(f"metric {self.key}: aggregate 'ratio' needs field and denominator")
+        if self.aggregate == "abs_gap" and (not self.field or self.contrast is None or len(self.contrast) != 2):
+            raise ValueError(f"metric {self.key}: aggregate 'abs_gap' needs field and two contrast filters")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def matches(record: dict, where: dict[str, Any]) -> bool:
+    return all(record.get(k) == v for k, v in where.items())
+
+
 def select(spec: MetricSpec, records: Sequence[dict]) -> list[dict]:
-    return [r for r in records if all(r.get(k) == v for k, v in spec.where.items())]
+    return [r for r in records if matches(r, spec.where)]
 
 
 # --------------------------------------------------------------- aggregates
 # The one registry of aggregates.  An additive aggregate is a function ``finish`` of the sums of
-# per-record statistics ``stats`` (their last component is the record weight: a count or a token
-# count, > 0 when any record applies).  ``aggregate`` sums them over the records; the bootstrap
+# per-record statistics ``stats``.  ``aggregate`` sums them over the records; the bootstrap
 # (bench.report.bootstrap) sums them over resampled example ids and calls the same ``finish``, so
-# the reported value and every replicate come from one formula.  ``finish`` takes totals [..., k]
-# with IEEE arithmetic only (exp through ``math.exp``), so the value equals plain Python's bit for bit.
+# the reported value and every replicate come from one formula.  ``finish`` takes totals [..., k],
+# returns NaN where the value is undefined (an empty side, a zero denominator), and uses IEEE
+# arithmetic only (exp through ``math.exp``), so the value equals plain Python's bit for bit.
 _exp = np.vectorize(math.exp, otypes=[float])
 
 
@@ -70,6 +82,15 @@ ADDITIVE: dict[str, Additive] = {
     # StereoSet ICAT from per-example stereo_wins and lm_wins (micro-averaged SS and LMS)
     "icat": Additive(lambda spec, r: (float(r["stereo_wins"]), float(r["lm_wins"]), 1.0),
                      lambda spec, t: icat(100 * t[..., 0] / t[..., 2], 100 * t[..., 1] / t[..., 2])),
+    # scale * sum(field) / sum(denominator), e.g. BBQ s_DIS (NaN when the denominator sums to 0)
+    "ratio": Additive(lambda spec, r: (float(r[spec.field]), float(r[spec.denominator])),
+                      lambda spec, t: np.where(t[..., 1] != 0, spec.scale * t[..., 0] / t[..., 1], np.nan)),
+    # scale * |mean(field | contrast[0]) - mean(field | contrast[1])|, e.g. a WinoBias TPR gap (NaN: a side is empty)
+    "abs_gap": Additive(lambda spec, r: tuple(x for f in spec.contrast for x in
+                                              ((float(r[spec.field]), 1.0) if matches(r, f) else (0.0, 0.0))),
+                        lambda spec, t: np.where((t[..., 1] > 0) & (t[..., 3] > 0),
+                                                 spec.scale * np.abs(t[..., 0] / t[..., 1] - t[..., 2] / t[..., 3]),
+                                                 np.nan)),
 }
 
 
@@ -86,7 +107,8 @@ def aggregate(spec: MetricSpec, records: Sequence[dict]) -> float:
         return math.nan
     if spec.aggregate not in ADDITIVE:
         raise ValueError(f"unknown aggregate {spec.aggregate!r} for metric {spec.key}")
-    return float(ADDITIVE[spec.aggregate].finish(spec, totals(spec, rows)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(ADDITIVE[spec.aggregate].finish(spec, totals(spec, rows)))
 
 
 def distance_to_ideal(spec: MetricSpec, value: float) -> float:

@@ -43,7 +43,7 @@ def resample_counts(n: int, n_boot: int, seed: int, stream: str) -> np.ndarray:
 
 def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.ndarray) -> np.ndarray:
     """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``: the summed
-    statistics of the drawn ids through the aggregate's own ``finish`` (NaN where no record applied)."""
+    statistics of the drawn ids through the aggregate's own ``finish`` (NaN where it is undefined)."""
     rows_by_id = [select(spec, groups[i]) for i in ids]
     some = next((rows for rows in rows_by_id if rows), None)
     if some is None:
@@ -51,7 +51,7 @@ def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.
     k = len(totals(spec, some))
     t = counts @ np.array([totals(spec, rows) if rows else np.zeros(k) for rows in rows_by_id])
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(t[:, -1] > 0, ADDITIVE[spec.aggregate].finish(spec, t), np.nan)
+        return ADDITIVE[spec.aggregate].finish(spec, t)
 
 
 def paired_replicates(spec: MetricSpec, base: Groups, other: Groups, n_boot: int, seed: int,

@@ -18,11 +18,21 @@ from bench.report.verdict import verdict
 
 
 def breakdowns(specs: Iterable[MetricSpec]) -> dict[str, str]:
-    """Subset metrics -> their whole-benchmark metric: a metric is a breakdown (e.g. SS per domain) when it
-    filters records (``where``) and the same benchmark reports the same field unfiltered."""
+    """Subset metrics -> their parent metric: a metric is a breakdown (e.g. SS per domain, BBQ s_AMB per
+    category) when the same benchmark computes the same quantity (field, aggregate, denominator, contrast)
+    on a strictly larger record set, i.e. with a ``where`` that is a proper subset of its own; the parent
+    is the narrowest such metric."""
     specs = list(specs)
-    whole = {(s.key.split("/")[0], s.field, s.aggregate): s.key for s in specs if not s.where}
-    return {s.key: whole[k] for s in specs if s.where and (k := (s.key.split("/")[0], s.field, s.aggregate)) in whole}
+
+    def kind(s: MetricSpec) -> tuple:
+        return s.key.split("/")[0], s.field, s.aggregate, s.denominator, s.contrast and list(s.contrast)
+
+    parents = {}
+    for s in specs:
+        wider = [p for p in specs if kind(p) == kind(s) and p.where.items() < s.where.items()]
+        if wider:
+            parents[s.key] = max(wider, key=lambda p: len(p.where)).key
+    return parents
 
 
 @dataclass
