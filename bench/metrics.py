@@ -78,8 +78,8 @@ def _grouped(spec: MetricSpec, rows: Sequence[dict]) -> dict[tuple, list[float]]
 def mwu_pvalues(samples: Sequence[Sequence[float]]) -> np.ndarray:
     """Two-sided Mann-Whitney U p-values of every pair (i < j, row-major) of ``samples``.
 
-    As ``scipy.stats.mannwhitneyu(x, y)`` with ``method="asymptotic"`` (scipy's default
-    whenever a sample has >= 8 values, or there are ties): U = max(U_x, U_y), z = (U - n_x n_y / 2
+    As ``scipy.stats.mannwhitneyu(x, y, method="asymptotic")`` (scipy's default when both
+    samples have more than 8 values or there are ties; else it uses the exact distribution): U = max(U_x, U_y), z = (U - n_x n_y / 2
     - 1/2) / sigma with the tie-corrected sigma^2 = n_x n_y / 12 ((n + 1) - sum(t^3 - t) / (n (n - 1))),
     p = 2 (1 - Phi(z)) clipped to 1 (so 1 when every value of a pair is tied).  All pairs at once:
     U, sample sizes and tie sums are matrix products of per-sample counts of the distinct values.

@@ -20,10 +20,11 @@ Metrics, per axis (``holistic_bias/<axis>/...``):
   pair of the axis's descriptors is compared by a two-sided Mann-Whitney U test of their
   sentences' scores (one per noun), significant at p < 0.05; the share of significant pairs
   over all (template, pair) tests of the axis.  As the released script, no multiple-comparison
-  correction (a Bonferroni family of all pairs, ~2,000 for gender_and_sex, would need p <
-  2.5e-5, below the smallest p attainable with the default's 8 nouns).  The p-value is
-  scipy's asymptotic one (``bench.metrics.mwu_pvalues``), which scipy's default also uses
-  for samples of >= 8 values; with fewer nouns scipy would use the exact distribution.
+  correction (Bonferroni over the 1,596 gender_and_sex pairs of a template would need p <
+  3.1e-5, below the smallest p, 4.1e-4, that 9 nouns per descriptor can give).  The p-value is
+  scipy's asymptotic one (``bench.metrics.mwu_pvalues``, tie-corrected, with continuity
+  correction), which scipy's default, and so the released script with its 32 nouns, uses
+  for samples of more than 8 values; with ``nouns`` <= 8 scipy would use the exact one.
 - ``spread`` (ideal 0): max - min over the axis's descriptors of the descriptor's mean
   sentence score, nats/token.
 
@@ -31,7 +32,7 @@ Both are recomputed from the sentence records (aggregates ``mwu_share`` and ``ra
 the bootstrap resamples sentences.  Sampling: ``n`` templates drawn with ``seed`` (None:
 all 26) and ``nouns`` nouns (None: all 32; drawn with ``seed``, stratified by noun gender),
 the same for every descriptor.  Sizes: smoke n=1, nouns=3, axes [religion] (seconds on
-tiny-random); default n=2, nouns=8 over the five axes below; full: every axis, template and
+tiny-random); default n=2, nouns=9 over the five axes below; full: every axis, template and
 noun (549,120 sentences).
 """
 from __future__ import annotations
