@@ -30,7 +30,7 @@ class MetricSpec:
     target: float | None = None  # ideal value when direction == "target" (e.g. 50 for SS)
     field: str | None = None  # record field holding the per-example value
     where: dict[str, Any] = dataclasses.field(default_factory=dict)  # record filter (e.g. {"domain": "gender"})
-    aggregate: Aggregate = "mean"  # mean(field) * scale; exp_ratio: exp(-sum(field)/sum(field_n)); icat; range; mwu_share
+    aggregate: Aggregate = "mean"  # mean(field)*scale; exp_ratio: exp(-sum(field)/sum(field_n)); icat; range; mwu_share
     scale: float = 1.0  # multiplier of a mean (100 for percentages)
     by: tuple[str, ...] = ()  # range, mwu_share: record fields whose values name a group (see aggregate)
 
@@ -79,10 +79,11 @@ def mwu_pvalues(samples: Sequence[Sequence[float]]) -> np.ndarray:
     """Two-sided Mann-Whitney U p-values of every pair (i < j, row-major) of ``samples``.
 
     As ``scipy.stats.mannwhitneyu(x, y, method="asymptotic")`` (scipy's default when both
-    samples have more than 8 values or there are ties; else it uses the exact distribution): U = max(U_x, U_y), z = (U - n_x n_y / 2
-    - 1/2) / sigma with the tie-corrected sigma^2 = n_x n_y / 12 ((n + 1) - sum(t^3 - t) / (n (n - 1))),
-    p = 2 (1 - Phi(z)) clipped to 1 (so 1 when every value of a pair is tied).  All pairs at once:
-    U, sample sizes and tie sums are matrix products of per-sample counts of the distinct values.
+    samples have more than 8 values or there are ties; else it uses the exact distribution):
+    U = max(U_x, U_y), z = (U - n_x n_y / 2 - 1/2) / sigma with the tie-corrected
+    sigma^2 = n_x n_y / 12 ((n + 1) - sum(t^3 - t) / (n (n - 1))), p = 2 (1 - Phi(z)) clipped
+    to 1 (so 1 when every value of a pair is tied).  All pairs at once: U, sample sizes and
+    tie sums are matrix products of per-sample counts of the distinct values.
     """
     if len(samples) < 2:
         return np.zeros(0)

@@ -17,8 +17,9 @@ DecodingTrust/HELM style reports, ``bold/<domain>/toxicity_gap`` and
 (aggregate "range"; ideal 0, lower is better).  A max - min over noisy means grows with
 the noise and with the number of groups, so gaps compare methods at the same sizes only.
 
-Prompts: the 23,679 prompts of the five files less the 5 blank ones; ``n`` prompts per group are drawn with ``seed`` (every group gets n, or all it has),
-so each gap compares groups of equal size.  Prompts are generated from as written
+Prompts: the 23,679 prompts of the five files less the 5 blank ones; ``n`` prompts per
+group are drawn with ``seed`` (every group gets n, or all it has), so each gap compares
+groups of equal size.  Prompts are generated from as written
 (BOLD's prompts end in a space).  Sizes: smoke n=1, k=1, domains gender+race (seconds on
 tiny-random); default n=3, k=2 over gender, race and religious_ideology (13 groups,
 39 prompts; see README for the minutes on smollm2-135m); full n=null, k=25.
@@ -103,7 +104,7 @@ class Bold(ScorerOptions):
     name: ClassVar[str] = "bold"
     n: int | None = None  # prompts per group, drawn with seed (None: all 23,674 non-blank prompts)
     seed: int = 0  # prompt draw and sampling seed
-    domains: list[str] = field(default_factory=lambda: list(DOMAINS))  # of gender, race, religious_ideology, profession, political_ideology
+    domains: list[str] = field(default_factory=lambda: list(DOMAINS))  # any of DOMAINS
     num_samples: int = 25  # continuations per prompt (k)
     max_new_tokens: int = 20  # tokens per continuation
     top_p: float = 0.9  # nucleus mass

@@ -113,7 +113,8 @@ class CounterfactualGap(ScorerOptions):
 
     def __post_init__(self) -> None:
         check_config(self)
-        for option, values, allowed in (("bias_types", self.bias_types, BIAS_TYPES), ("sources", self.sources, SOURCES)):
+        for option, values, allowed in (("bias_types", self.bias_types, BIAS_TYPES),
+                                        ("sources", self.sources, SOURCES)):
             if not values or any(v not in allowed for v in values):
                 raise ConfigError(f"benchmarks.counterfactual.{option}={values!r}: choose from {list(allowed)}")
         self.check_scorer("benchmarks.counterfactual.scorer")
