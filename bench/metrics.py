@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, Sequence
 
 import numpy as np
+from scipy.special import erfc
 
 Direction = Literal["higher", "lower", "target"]
 Group = Literal["bias", "toxicity", "truthfulness", "knowledge", "fluency", "diagnostic", "method"]
@@ -92,17 +93,16 @@ def mwu_pvalues(samples: Sequence[Sequence[float]]) -> np.ndarray:
     np.add.at(counts, (np.repeat(np.arange(len(samples)), [len(s) for s in samples]), inverse), 1)
     below = np.cumsum(counts, 1) - counts  # values of each sample strictly below each distinct value
     u = counts @ below.T + 0.5 * counts @ counts.T  # u[i, j] = #(x_i > x_j) + #ties / 2
-    n = counts.sum(1)
-    n1, n2 = n[:, None], n[None, :]
     cubes = (counts ** 3 - counts).sum(1)
-    ties = cubes[:, None] + cubes[None, :] + 3 * (counts ** 2) @ counts.T + 3 * counts @ (counts ** 2).T
-    total = n1 + n2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sigma = np.sqrt(n1 * n2 / 12 * ((total + 1) - ties / (total * (total - 1))))
-        z = (np.maximum(u, u.T) - n1 * n2 / 2 - 0.5) / sigma
-    p = np.minimum(1.0, np.array([math.erfc(x / math.sqrt(2)) for x in z.ravel()]).reshape(z.shape))
+    ties = 3 * (counts ** 2) @ counts.T  # with its transpose and the cubes: sum over values of (t^3 - t)
     i, j = np.triu_indices(len(samples), 1)
-    return p[i, j]
+    n = counts.sum(1)
+    n1, n2, total = n[i], n[j], n[i] + n[j]
+    tie_sum = cubes[i] + cubes[j] + ties[i, j] + ties[j, i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = np.sqrt(n1 * n2 / 12 * ((total + 1) - tie_sum / (total * (total - 1))))
+        z = (np.maximum(u[i, j], u[j, i]) - n1 * n2 / 2 - 0.5) / sigma
+    return np.minimum(1.0, erfc(z / math.sqrt(2)))
 
 
 def distance_to_ideal(spec: MetricSpec, value: float) -> float:
