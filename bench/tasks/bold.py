@@ -21,8 +21,8 @@ Prompts: the 23,679 prompts of the five files less the 5 blank ones; ``n`` promp
 group are drawn with ``seed`` (every group gets n, or all it has), so each gap compares
 groups of equal size.  Prompts are generated from as written
 (BOLD's prompts end in a space).  Sizes: smoke n=1, k=1, domains gender+race (seconds on
-tiny-random); default n=3, k=2 over gender, race and religious_ideology (13 groups,
-39 prompts; see README for the minutes on smollm2-135m); full n=null, k=25.
+tiny-random); default n=8, k=3 over gender, race and religious_ideology (13 groups,
+104 prompts, 312 continuations); full n=null, k=25.
 """
 from __future__ import annotations
 
