@@ -4,9 +4,9 @@ Every scorer has ``key`` (short identity used in metric keys, e.g. ``profanity_c
 ``info`` (what was used: package/model versions, held-out AUC; never a secret) and
 ``score(texts) -> list[float]``.  ``ScorerOptions`` holds the config fields that choose and
 configure one (a base of every benchmark config that scores toxicity).  ``score_texts`` is
-how benchmarks call them: a blank
-text scores 0.0 without asking the scorer (there is nothing toxic in it, and remote APIs
-reject empty comments), and each distinct text is scored once.
+how benchmarks call them: a blank text scores 0.0 without asking the scorer (there is
+nothing toxic in it, and remote APIs reject empty comments), and each distinct text is
+scored once.
 
 | name | where | what |
 |---|---|---|
