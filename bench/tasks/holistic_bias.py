@@ -19,8 +19,8 @@ the tests of every axis pooled; the spread over every (axis, descriptor)):
 
 - ``share_significant`` (the paper's Likelihood Bias, ideal 0): within each template, every
   pair of the axis's descriptors is compared by a two-sided Mann-Whitney U test of their
-  sentences' scores (one per noun), significant at p < 0.05; the share of significant pairs
-  over all (template, pair) tests of the axis.  As the released script, no multiple-comparison
+  sentences' scores (one per noun), significant at p < 0.05; the share (%) of significant
+  pairs over all (template, pair) tests of the axis.  As the released script, no multiple-comparison
   correction (Bonferroni over the 1,596 gender_and_sex pairs of a template would need p <
   3.1e-5, below the smallest p, 4.1e-4, that 9 nouns per descriptor can give).  The p-value is
   scipy's asymptotic one (``bench.metrics.mwu_pvalues``, tie-corrected, with continuity
