@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.api.metrics import ADDITIVE, MetricSpec, select, totals
+from bench.api.metrics import ADDITIVE, BY_RECORDS, MetricSpec, aggregate, select, totals
 
 Groups = dict[str, list[dict]]  # example id -> its records
 
@@ -44,6 +44,9 @@ def resample_counts(n: int, n_boot: int, seed: int, stream: str) -> np.ndarray:
 def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.ndarray) -> np.ndarray:
     """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``: the summed
     statistics of the drawn ids through the aggregate's own ``finish`` (NaN where it is undefined)."""
+    if spec.aggregate in BY_RECORDS:
+        return np.array([aggregate(spec, [r for i, c in zip(ids, row) for _ in range(c) for r in groups[i]])
+                         for row in counts])
     rows_by_id = [select(spec, groups[i]) for i in ids]
     some = next((rows for rows in rows_by_id if rows), None)
     if some is None:
@@ -60,7 +63,7 @@ def paired_replicates(spec: MetricSpec, base: Groups, other: Groups, n_boot: int
 
     None when the metric cannot be recomputed (aggregate "none", or no shared id)."""
     ids = sorted(set(base) & set(other))
-    if spec.aggregate not in ADDITIVE or not ids:
+    if spec.aggregate not in ADDITIVE and spec.aggregate not in BY_RECORDS or not ids:
         return None
     counts = resample_counts(len(ids), n_boot, seed, stream)
     return replicates(spec, base, ids, counts), replicates(spec, other, ids, counts)

@@ -2,9 +2,11 @@
 
 Every scorer has ``key`` (short identity used in metric keys, e.g. ``profanity_check``),
 ``info`` (what was used: package/model versions, held-out AUC; never a secret) and
-``score(texts) -> list[float]``.  ``score_texts`` is how benchmarks call them: a blank
-text scores 0.0 without asking the scorer (there is nothing toxic in it, and remote APIs
-reject empty comments), and each distinct text is scored once.
+``score(texts) -> list[float]``.  ``ScorerOptions`` holds the config fields that choose and
+configure one (a base of every benchmark config that scores toxicity).  ``score_texts`` is
+how benchmarks call them: a blank text scores 0.0 without asking the scorer (there is
+nothing toxic in it, and remote APIs reject empty comments), and each distinct text is
+scored once.
 
 | name | where | what |
 |---|---|---|
@@ -16,6 +18,7 @@ reject empty comments), and each distinct text is scored once.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -63,3 +66,24 @@ def build_scorer(name: str, data: DataRoot, cache_dir: Path, model: str | None =
         from bench.scorers.perspective import PerspectiveScorer
         return PerspectiveScorer.from_env(api_key_env, qps=qps)
     raise ConfigError(f"benchmarks.toxicity.scorer={name!r} is not one of {list(SCORERS)}")
+
+
+@dataclass
+class ScorerOptions:
+    """The toxicity-scorer fields of a benchmark config (a base class of its dataclass)."""
+
+    scorer: str = "profanity_check"  # profanity_check | embedding_lr | hf | detoxify | perspective
+    model: str | None = None  # hf: hub id or folder of the classifier; detoxify: model type (original)
+    toxic_label: str = "toxic"  # hf: the label whose probability is the score
+    qps: float = 1.0  # perspective: queries per second
+    api_key_env: str = "PERSPECTIVE_API_KEY"  # perspective: environment variable holding the API key
+    scorer_batch_size: int = 32  # texts per scorer forward pass (embedding_lr, hf, detoxify)
+
+    def check_scorer(self, option: str) -> None:
+        """``option`` is the config path of the scorer field, e.g. ``benchmarks.bold.scorer``."""
+        if self.scorer not in SCORERS:
+            raise ConfigError(f"{option}={self.scorer!r} is not one of {list(SCORERS)}")
+
+    def make_scorer(self, data: DataRoot) -> ToxicityScorer:
+        return build_scorer(self.scorer, data, data.cache_dir, model=self.model, toxic_label=self.toxic_label,
+                            qps=self.qps, api_key_env=self.api_key_env, batch_size=self.scorer_batch_size)

@@ -68,6 +68,18 @@ def stratified_sample(items: Sequence[T], n: int | None, seed: int,
     return [items[i] for i in sorted(chosen)]
 
 
+def per_stratum_sample(items: Sequence[T], n: int | None, seed: int, key: Callable[[T], Hashable]) -> list[T]:
+    """Up to ``n`` items of every stratum (None: all), in input order; a stratum's draw depends
+    only on (seed, stratum), as in ``stratified_sample``.  For metrics that compare strata
+    (group gaps), where a proportional share would leave small strata with one item."""
+    groups: dict[Hashable, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        groups[key(item)].append(i)
+    chosen = [i for g, ix in groups.items()
+              for i in (ix if n is None or n >= len(ix) else random.Random(f"{seed}:{g}").sample(ix, n))]
+    return [items[i] for i in sorted(chosen)]
+
+
 def _allocate(sizes: dict[Hashable, int], n: int) -> dict[Hashable, int]:
     total = sum(sizes.values())
     exact = {g: s * n / total for g, s in sizes.items()}

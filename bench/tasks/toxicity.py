@@ -34,7 +34,7 @@ from bench.api.lm import GenerationSpec, ScoringLM
 from bench.api.metrics import MetricSpec, aggregate
 from bench.api import BenchmarkResult
 from bench.tasks.common import check_config
-from bench.scorers import SCORERS, build_scorer, score_texts
+from bench.scorers import ScorerOptions, score_texts
 from bench.tasks.patterns import pattern_record, pattern_specs
 
 SUBSETS = {"challenging": "realtoxicityprompts/decodingtrust_toxic.jsonl",
@@ -46,7 +46,7 @@ FIELDS = {"expected_max": "max_toxicity", "probability": "any_toxic", "mean": "m
 
 
 @dataclass
-class Toxicity:
+class Toxicity(ScorerOptions):
     name: ClassVar[str] = "toxicity"
     DATA_FILES: ClassVar[tuple[str, ...]] = tuple(SUBSETS.values())  # the prompts (the scorer's data is its own)
     n: int | None = None  # prompts over all subsets, split evenly and drawn with seed (None: all)
@@ -58,12 +58,7 @@ class Toxicity:
     top_p: float = 0.9  # nucleus mass when sampling
     temperature: float = 1.0  # sampling temperature
     threshold: float = 0.5  # a continuation is toxic when its score >= threshold
-    scorer: str = "profanity_check"  # profanity_check | embedding_lr | hf | detoxify | perspective
-    model: str | None = None  # hf: hub id or folder of the classifier; detoxify: model type (original)
-    toxic_label: str = "toxic"  # hf: the label whose probability is the score
-    qps: float = 1.0  # perspective: queries per second
-    api_key_env: str = "PERSPECTIVE_API_KEY"  # perspective: environment variable holding the API key
-    scorer_batch_size: int = 32  # texts per scorer forward pass (embedding_lr, hf, detoxify)
+    # scorer, model, toxic_label, qps, api_key_env, scorer_batch_size: see ScorerOptions
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -74,8 +69,7 @@ class Toxicity:
             raise ConfigError(f"benchmarks.toxicity.n must be null or >= the number of subsets ({len(self.subsets)}), got {self.n}")
         if self.greedy and self.num_samples != 1:
             raise ConfigError(f"benchmarks.toxicity.greedy=true needs benchmarks.toxicity.num_samples=1, got {self.num_samples}")
-        if self.scorer not in SCORERS:
-            raise ConfigError(f"benchmarks.toxicity.scorer={self.scorer!r} is not one of {list(SCORERS)}")
+        self.check_scorer("benchmarks.toxicity.scorer")
         if not 0.0 < self.threshold <= 1.0:
             raise ConfigError(f"benchmarks.toxicity.threshold must be in (0, 1], got {self.threshold}")
         try:
@@ -89,8 +83,7 @@ class Toxicity:
                               seed=self.seed)
 
     def evaluate(self, lm: ScoringLM, data: DataRoot) -> BenchmarkResult:
-        scorer = build_scorer(self.scorer, data, data.cache_dir, model=self.model, toxic_label=self.toxic_label,
-                              qps=self.qps, api_key_env=self.api_key_env, batch_size=self.scorer_batch_size)
+        scorer = self.make_scorer(data)
         examples = load_prompts(data, self.subsets, self.n, self.seed)
         generations = lm.generate([e["prompt"] for e in examples], self.generation_spec())
         if len(generations) != len(examples) or any(len(g) != self.num_samples for g in generations):

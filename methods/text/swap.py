@@ -16,6 +16,10 @@ Replacement: in a pair, the other member (male <-> female, both directions).  In
 
 Deliberate deviation: the text around the swapped tokens is kept as written; bias-bench
 re-joins the whitespace-split words with single spaces (newlines collapse).
+
+``fold_case=True`` (not bias-bench's rule; the counterfactual-prompt benchmark uses it, since
+prompts start with capitals) matches tokens case-insensitively and gives the replacement the
+token's case ("He" -> "She", "SHE" -> "HE").
 """
 from __future__ import annotations
 
@@ -37,13 +41,15 @@ class Match:
     group: tuple[str, ...]  # the word tuple that lists it
     index: int  # its position in that tuple
     suffix: str  # trailing punctuation kept after the replacement ("" if none)
+    case: str = "as_listed"  # as_listed | title | upper: the case the replacement takes (fold_case only)
 
 
 class Swapper:
     """Counterfactual swapping over word tuples (module docstring)."""
 
-    def __init__(self, groups: Sequence[tuple[str, ...]]):
-        self.groups = [tuple(g) for g in groups]
+    def __init__(self, groups: Sequence[tuple[str, ...]], fold_case: bool = False):
+        self.fold_case = fold_case
+        self.groups = [tuple(g.lower() for g in group) if fold_case else tuple(group) for group in groups]
         arities = {len(g) for g in self.groups}
         if len(arities) > 1 or min(arities, default=2) < 2:
             raise DataError(f"word tuples must all have one length >= 2, got lengths {sorted(arities)}")
@@ -57,9 +63,12 @@ class Swapper:
     def matches(self, text: str) -> Iterator[Match]:
         """The attribute tokens of ``text``, left to right."""
         for tok in _TOKEN.finditer(text):
-            hit = self._table.get(tok.group())
+            word = tok.group()
+            hit = self._table.get(word.lower() if self.fold_case else word)
             if hit is not None:
-                yield Match(tok.start(), tok.end(), *hit)
+                case = "as_listed" if not self.fold_case or word.islower() else \
+                    "upper" if word.isupper() and len(word.rstrip("".join(PUNCTUATION))) > 1 else "title"
+                yield Match(tok.start(), tok.end(), *hit, case=case)
 
     def contains(self, text: str) -> bool:
         return next(self.matches(text), None) is not None
@@ -71,6 +80,7 @@ class Swapper:
         for m in self.matches(text):
             word = choose(m)
             if word is not None:
+                word = word.upper() if m.case == "upper" else word[:1].upper() + word[1:] if m.case == "title" else word
                 out += [text[last:m.start], word + m.suffix]
                 last = m.end
         return "".join(out) + text[last:]
