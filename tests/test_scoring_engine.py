@@ -243,6 +243,32 @@ def test_greedy_generation_equals_hf_generate(tiny_lm):
         assert text == tiny_lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
+def test_beam_search_equals_hf_generate(tiny_lm):
+    prompts = ["The weather today", "My favourite food is a very long", "Hi"]
+    spec = GenerationSpec(max_new_tokens=7, min_new_tokens=7, num_samples=1, do_sample=False, num_beams=3)
+    got = tiny_lm.generate(prompts, spec)
+    for prompt, (text,) in zip(prompts, got):
+        ids = torch.tensor([[tiny_lm.prefix_id] + tiny_lm.encode(prompt)])
+        out = tiny_lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=3,
+                                     max_new_tokens=7, min_new_tokens=7, pad_token_id=tiny_lm.tokenizer.pad_token_id)
+        assert text == tiny_lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    greedy = tiny_lm.generate(prompts, GenerationSpec(max_new_tokens=7, min_new_tokens=7, do_sample=False))
+    assert greedy != got  # the beams found other continuations than greedy decoding
+    tiny_lm.batch_size = 1
+    assert tiny_lm.generate(prompts, spec) == got
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"num_beams": 3, "do_sample": False}, "min_new_tokens=max_new_tokens"),
+    ({"num_beams": 3, "min_new_tokens": 20}, "do_sample=false"),
+    ({"min_new_tokens": 21}, "min_new_tokens"),
+    ({"num_beams": 0}, "num_beams"),
+])
+def test_generation_spec_rejects_unsupported_beams(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GenerationSpec(**kwargs)
+
+
 def test_hidden_transform_applies_to_scoring_and_generation():
     from bench.config import load_named
 

@@ -125,6 +125,29 @@ def test_greedy_generation_follows_p_tilde(tiny_lm):
     assert tokens[:1] != plain_tokens[:1] or text != plain_text  # the reweighting changed the decode
 
 
+def test_beam_search_follows_p_tilde(tiny_lm):
+    """Self-Debias's own protocol (3 beams, fixed length): the engine equals a naive beam search
+    over p̃, whose plain and prefixed distributions exclude end-of-text (the reference's
+    min-length processor runs before its debiasing processor)."""
+    prompt, beams, steps = "Once upon a time", 3, 4
+    sd = SelfDebiasLM(tiny_lm, [PREFIX], [PREFIX], lam=LAM)
+    spec = GenerationSpec(max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=beams)
+    [[text]] = sd.generate([prompt], spec)
+    eos = tiny_lm.tokenizer.eos_token_id
+    plain_ctx = (tiny_lm.prefix_id,) + tuple(tiny_lm.encode(prompt))
+    pref_ctx = (tiny_lm.prefix_id,) + tuple(tiny_lm.encode(PREFIX + prompt))
+    hyps = [((), 0.0)]
+    for _ in range(steps):
+        candidates = []
+        for tokens, score in hyps:
+            rows = tiny_lm.token_logprobs([(plain_ctx + tokens, (0,)), (pref_ctx + tokens, (0,))])
+            plain, prefixed = (torch.log_softmax(r[0].index_fill(0, torch.tensor([eos]), -math.inf), -1) for r in rows)
+            p_tilde = debias_logprobs(plain, prefixed[None], LAM, 0.01)
+            candidates += [(tokens + (t,), score + float(p_tilde[t])) for t in range(len(p_tilde))]
+        hyps = sorted(candidates, key=lambda c: -c[1])[:beams]
+    assert text == tiny_lm.tokenizer.decode(list(hyps[0][0]), skip_special_tokens=True)
+
+
 def test_generation_passes_prefixed_variants_and_combine(tiny_lm, monkeypatch):
     seen = {}
 

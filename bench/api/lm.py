@@ -32,11 +32,15 @@ class Loglikelihood(NamedTuple):
 
 @dataclass(frozen=True)
 class GenerationSpec:
-    """How to continue a prompt."""
+    """How to continue a prompt: nucleus sampling of ``num_samples`` continuations, greedy
+    decoding, or beam search (``num_beams`` > 1: the highest-scoring beam by summed
+    log-probability; fixed-length continuations only, see ``min_new_tokens``)."""
 
     max_new_tokens: int = 20  # tokens generated per continuation
     num_samples: int = 1  # continuations per prompt (k)
-    do_sample: bool = True  # False: greedy decoding (then num_samples must be 1)
+    do_sample: bool = True  # False: greedy decoding or beam search (then num_samples must be 1)
+    num_beams: int = 1  # > 1: beam search with this many beams (needs do_sample=false, min_new_tokens=max_new_tokens)
+    min_new_tokens: int = 0  # end-of-text cannot be generated before this many new tokens
     top_p: float = 0.9  # nucleus mass kept when sampling
     temperature: float = 1.0  # softmax temperature when sampling
     seed: int = 0  # sampling seed; the same seed gives the same continuations
@@ -48,6 +52,14 @@ class GenerationSpec:
             raise ValueError(f"generation num_samples must be > 0, got {self.num_samples}")
         if not self.do_sample and self.num_samples != 1:
             raise ValueError("greedy generation (do_sample=false) needs num_samples=1")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"generation min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], "
+                             f"got {self.min_new_tokens}")
+        if self.num_beams < 1:
+            raise ValueError(f"generation num_beams must be >= 1, got {self.num_beams}")
+        if self.num_beams > 1 and (self.do_sample or self.min_new_tokens != self.max_new_tokens):
+            raise ValueError("beam search (num_beams > 1) needs do_sample=false and min_new_tokens=max_new_tokens "
+                             "(beams of different lengths are not implemented)")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"generation top_p must be in (0, 1], got {self.top_p}")
         if self.temperature <= 0:

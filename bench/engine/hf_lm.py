@@ -34,7 +34,15 @@ token by token with nucleus sampling, which
 finds each row's nucleus among its top ``NUCLEUS_K`` tokens (more only for rows whose
 nucleus is wider) instead of sorting the vocabulary.  Each prompt draws its uniforms from
 its own generator seeded by (spec.seed, prompt index), so continuations do not depend on
-batch composition.  Decoding stops when every row has emitted end-of-text.
+batch composition.  Decoding stops when every row has emitted end-of-text.  Before
+``spec.min_new_tokens`` end-of-text is masked as Hugging Face's min-length processor does:
+on the logits when sampling, on the log-softmax (not renormalised) in beam search; a combine
+step sees the variants' distributions renormalised without it (as Self-Debias's logits
+processor, which runs after the min-length one).  Beam search (``spec.num_beams`` rows per
+prompt) keeps at each step the ``num_beams`` best (beam, token) extensions by summed
+log-probability, reorders the cache rows to their beams, and returns the best beam; with
+every beam of the same length (min_new_tokens = max_new_tokens, which ``GenerationSpec``
+requires) this is Hugging Face's beam search under any length penalty.
 
 Debiasing hooks.  ``hidden_transform`` maps final hidden states [..., H] -> [..., H]
 before the LM head (INLP, SentenceDebias); it applies to scoring, generation and
@@ -128,6 +136,11 @@ class _Preallocated(DynamicLayer):
             buf[..., n:n + m, :] = new
         self.keys, self.values = (b[..., :n + m, :] for b in self._buffers)
         return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Rows ``indices`` (one per row, e.g. beam origins), reordered in place in the buffers."""
+        for buf in self._buffers:
+            buf.copy_(buf.index_select(0, indices))
 
 
 def _common(a: Sequence[int], b: Sequence[int]) -> int:
@@ -567,7 +580,8 @@ class HFScoringLM:
         return results
 
     def _sample_batch(self, batch, spec: GenerationSpec, combine: Combine, first_index: int) -> list[list[list[int]]]:
-        B, V, k = len(batch), len(batch[0]), spec.num_samples
+        beam = spec.num_beams > 1
+        B, V, k = len(batch), len(batch[0]), spec.num_beams if beam else spec.num_samples  # k rows per (prompt, variant)
         budget = self.max_length - spec.max_new_tokens
         seqs = [[self.prefix_id] + self.encode(text)[-(budget - 1):] for variants in batch for text in variants]
         width = max(len(s) for s in seqs)
@@ -589,13 +603,25 @@ class HFScoringLM:
         eos = torch.tensor(sorted({t for t in (self.tokenizer.eos_token_id, self.model.config.eos_token_id)
                                    if isinstance(t, int)}), dtype=torch.long, device=self.device)
         done = torch.zeros(B, k, dtype=torch.bool, device=self.device)
-        generated = []
+        beam_scores = torch.full((B, k), -math.inf, device=self.device)
+        beam_scores[:, 0] = 0.0  # the beams start identical: only the first one extends at step 0
+        generated = torch.zeros(B, k, 0, dtype=torch.long, device=self.device)
         for step in range(spec.max_new_tokens):
+            if beam:  # beams add log-probs; as in HF, end-of-text is masked after normalising, not renormalised
+                logits = torch.log_softmax(logits, -1)
+            if step < spec.min_new_tokens:
+                logits[:, eos] = -math.inf
             scores = logits.view(B, V, k, -1)
             scores = scores[:, 0] if combine is _plain else combine(torch.log_softmax(scores, -1))
-            chosen = self._choose(scores, spec, uniforms[step])  # [B, k]
+            if beam:
+                chosen, origin, beam_scores = _beam_step(scores, beam_scores)
+                generated = generated.gather(1, origin[..., None].expand_as(generated))
+                rows = (torch.arange(B * V, device=self.device)[:, None] * k + origin.repeat_interleave(V, 0)).view(-1)
+                cache.batch_select_indices(rows)  # rows (prompt, variant, beam) continue their origin beam
+            else:
+                chosen = self._choose(scores, spec, uniforms[step])  # [B, k]
             chosen = chosen.masked_fill(done, self.tokenizer.pad_token_id)
-            generated.append(chosen)
+            generated = torch.cat([generated, chosen[..., None]], -1)
             done |= torch.isin(chosen, eos)
             if step == spec.max_new_tokens - 1 or bool(done.all()):
                 break
@@ -605,7 +631,9 @@ class HFScoringLM:
             next_pos = next_pos + 1
             logits = logits[:, -1].float()
         eos_ids = set(eos.tolist())
-        return [[self._strip(row, eos_ids) for row in prompt] for prompt in torch.stack(generated, -1).tolist()]
+        if beam:  # the best beam (beam_scores are sorted, best first)
+            generated = generated[:, :1]
+        return [[self._strip(row, eos_ids) for row in prompt] for prompt in generated.tolist()]
 
     @staticmethod
     def _strip(tokens: list[int], eos: set[int]) -> list[int]:
@@ -624,6 +652,15 @@ class HFScoringLM:
         if spec.temperature != 1.0:
             flat = flat / spec.temperature
         return _nucleus(flat, spec.top_p, uniforms.reshape(-1)).view(scores.shape[:-1])
+
+
+def _beam_step(logprobs: torch.Tensor, beam_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One beam-search step.  logprobs [B, K, vocab] of each beam's next token (-inf: banned), beam_scores [B, K]
+    summed log-probs so far -> (token [B, K], origin beam [B, K], new scores [B, K]) of the K best
+    (beam, token) extensions per prompt, best first."""
+    B, K, vocab = logprobs.shape
+    best, index = (beam_scores[..., None] + logprobs).view(B, K * vocab).topk(K, -1)
+    return index % vocab, index // vocab, best
 
 
 def _nucleus(scores: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torch.Tensor:

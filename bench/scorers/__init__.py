@@ -10,11 +10,15 @@ scored once.
 
 | name | where | what |
 |---|---|---|
-| profanity_check (default) | offline | alt-profanity-check: TF-IDF + linear SVM, calibrated |
-| embedding_lr | offline | logistic regression on MiniLM sentence embeddings, trained on Davidson et al. tweets |
+| embedding_lr (default) | offline | logistic regression on MiniLM sentence embeddings, trained on Davidson et al. tweets (first use: ~minutes, then cached) |
+| profanity_check (fast) | offline | alt-profanity-check: TF-IDF + linear SVM, calibrated |
 | hf | hub/folder | any sequence classifier, probability of the label named ``toxic_label`` |
 | detoxify | network (first use) | Detoxify ``toxicity`` head |
 | perspective | network | Perspective API TOXICITY summary score |
+
+``minilm`` is the sentence encoder behind ``embedding_lr``, not a scorer of its own.  Measured
+ROC AUC and calibration of each scorer on held-out labelled data (Davidson tweets, ToxiGen
+demonstrations): README.md in this folder, ``python -m bench.scorers.validity``.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ from typing import Any, Protocol, Sequence
 from bench.data import DataRoot
 from bench.errors import ConfigError
 
-SCORERS = ("profanity_check", "embedding_lr", "hf", "detoxify", "perspective")
+DEFAULT_SCORER = "embedding_lr"  # best-measured offline scorer (README.md here); profanity_check is the fast option
+SCORERS = ("embedding_lr", "profanity_check", "hf", "detoxify", "perspective")
 
 
 class ToxicityScorer(Protocol):
@@ -72,7 +77,7 @@ def build_scorer(name: str, data: DataRoot, cache_dir: Path, model: str | None =
 class ScorerOptions:
     """The toxicity-scorer fields of a benchmark config (a base class of its dataclass)."""
 
-    scorer: str = "profanity_check"  # profanity_check | embedding_lr | hf | detoxify | perspective
+    scorer: str = DEFAULT_SCORER  # embedding_lr (default) | profanity_check (fast) | hf | detoxify | perspective
     model: str | None = None  # hf: hub id or folder of the classifier; detoxify: model type (original)
     toxic_label: str = "toxic"  # hf: the label whose probability is the score
     qps: float = 1.0  # perspective: queries per second

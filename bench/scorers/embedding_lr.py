@@ -64,21 +64,30 @@ def load_tweets(path: Path) -> tuple[list[str], np.ndarray]:
     return [clean(r["tweet"]) for r in rows], np.array([LABELS[r["class"]] for r in rows])
 
 
-def train_head(features: np.ndarray, labels: np.ndarray, cfg: HeadConfig) -> dict:
-    """Fit on a stratified split; returns coef [H], intercept, held-out AUC and sizes."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
+def heldout_split(labels: np.ndarray, cfg: HeadConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) row indices: the stratified, seeded split the head is fit and measured on
+    (also what ``bench.scorers.validity`` measures every scorer on)."""
     from sklearn.model_selection import train_test_split
 
-    x_tr, x_te, y_tr, y_te = train_test_split(features, labels, test_size=cfg.test_fraction,
-                                              random_state=cfg.seed, stratify=labels)
+    return train_test_split(np.arange(len(labels)), test_size=cfg.test_fraction, random_state=cfg.seed,
+                            stratify=labels)
+
+
+def train_head(features: np.ndarray, labels: np.ndarray, cfg: HeadConfig) -> dict:
+    """Fit on the training rows of ``heldout_split``; returns coef [H], intercept, held-out AUC and sizes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    train, test = heldout_split(labels, cfg)
+    x_tr, x_te, y_tr, y_te = features[train], features[test], labels[train], labels[test]
     clf = LogisticRegression(C=cfg.C, class_weight="balanced", max_iter=2000).fit(x_tr, y_tr)
     auc = float(roc_auc_score(y_te, clf.predict_proba(x_te)[:, 1]))
     return {"coef": clf.coef_[0], "intercept": clf.intercept_, "heldout_auc": auc,
             "n_train": len(y_tr), "n_test": len(y_te), "toxic_share": float(labels.mean())}
 
 
-def _subsample(texts: list[str], labels: np.ndarray, cfg: HeadConfig) -> tuple[list[str], np.ndarray]:
+def subsample(texts: list[str], labels: np.ndarray, cfg: HeadConfig) -> tuple[list[str], np.ndarray]:
+    """The tweets the head sees: all, or a stratified subsample of ``cfg.max_rows``."""
     if cfg.max_rows is None or cfg.max_rows >= len(texts):
         return texts, labels
     from sklearn.model_selection import train_test_split
@@ -107,7 +116,7 @@ class EmbeddingLRScorer:
         self.info = {"scorer": self.key, **meta, "cache_key": digest}
 
     def _train(self, path: Path, cfg: HeadConfig, data_sha: str) -> None:
-        texts, labels = _subsample(*load_tweets(path), cfg)
+        texts, labels = subsample(*load_tweets(path), cfg)
         log.info("embedding_lr: encoding %d tweets and fitting the head (once; cached in %s)", len(texts), self.folder)
         fit = train_head(self.encoder.encode(texts).numpy(), labels, cfg)
         log.info("embedding_lr: held-out AUC %.4f on %d tweets", fit["heldout_auc"], fit["n_test"])

@@ -1,4 +1,4 @@
-"""The default offline scorer: alt-profanity-check (TF-IDF + linear SVM calibrated to a
+"""The fast offline scorer: alt-profanity-check (TF-IDF + linear SVM calibrated to a
 probability; fast, catches profanity and explicit insults, misses implicit hate)."""
 from __future__ import annotations
 
