@@ -41,6 +41,7 @@ class MethodContext:
     seed: int  # the run's seed
     code_version: str  # taxbench version + method code hash: part of every artifact key
     budget: str = "cpu"  # training budget: "cpu" (minutes on smollm2-135m) or "paper" (the papers' values)
+    benchmarks: tuple[str, ...] = ()  # Benchmark.name of each benchmark the run scores (for Debiased.views)
 
 
 @dataclass
@@ -48,6 +49,11 @@ class Debiased:
     lm: ScoringLM  # what the benchmarks score
     info: dict[str, Any] = field(default_factory=dict)  # "method/<key>": value, recorded in the result file
     specs: list[MetricSpec] = field(default_factory=list)  # specs of the numeric info values reported as metrics
+    views: dict[str, ScoringLM] = field(default_factory=dict)  # Benchmark.name -> the LM it scores instead of lm
+
+    def lm_for(self, benchmark: str) -> ScoringLM:
+        """The LM the benchmark named ``benchmark`` (its ``Benchmark.name``) scores."""
+        return self.views.get(benchmark, self.lm)
 
 
 @runtime_checkable
