@@ -42,7 +42,7 @@ CORPORA = {
     "davidson": ("davidson_hate_speech/labeled_data.csv",),
 }
 MIN_WORDS = 5  # shorter sentences are skipped (bias-bench)
-MIN_PROBE = 5  # fewest balanced sentences per class on either side of the held-out split
+MIN_PROBE = 2  # fewest balanced sentences per class either side of the held-out split (a probe needs some)
 _TRAILING = ".,?!;:"
 
 

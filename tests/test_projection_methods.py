@@ -177,6 +177,8 @@ def test_classes_are_balanced_within_each_corpus_and_counted(data_root):
     fit, held = split_sentences({"a": a, "b": b}, 0.3, seed=0)
     assert {k: len(v) for k, v in held.items()} == {"a": 3, "b": 3} and not set(fit["a"]) & set(held["a"])
     assert sorted(fit["b"] + held["b"]) == sorted(b)
+    with pytest.raises(ConfigError, match="method.corpora"):  # one female sentence cannot feed both sides
+        probe_classes({"a": a}, {"a": ["it rained on the hill again today"]}, tuples, None, 0.3, seed=0)
 
 
 def test_default_corpora_give_the_cpu_budget_for_gender(data_root):
