@@ -110,7 +110,8 @@ def run(cfg: DictConfig) -> Path:
         with _timed(timings, "load_model"):
             loaded = load_model(model_cfg, model_configs(), cache)
         ctx = MethodContext(data=data, cache_dir=Path(cfg.paths.artifacts_dir), seed=cfg.seed,
-                            code_version=code, budget=cfg.get("train_budget", "cpu"), scoring_lm=HFScoringLM)
+                            code_version=code, budget=cfg.get("train_budget", "cpu"), scoring_lm=HFScoringLM,
+                            benchmarks=tuple(b.name for b in benchmarks.values()))
         with _timed(timings, "method"):
             debiased = method.prepare(loaded, ctx)
         specs = {s.key: s.to_dict() for s in debiased.specs}
@@ -119,7 +120,7 @@ def run(cfg: DictConfig) -> Path:
         for name, bench in benchmarks.items():
             log.info("%s: running %s", rid, name)
             with _timed(timings, name):
-                result = bench.evaluate(debiased.lm, data)
+                result = bench.evaluate(debiased.lm_for(bench.name), data)
             metrics.update(result.metrics)
             specs.update({s.key: s.to_dict() for s in result.specs})
             records.extend({"benchmark": name, **r} for r in result.records)

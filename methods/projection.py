@@ -1,6 +1,12 @@
 """What INLP and SentenceDebias share: a fitted linear map applied to the final hidden
-states before the LM head, sentence embeddings for fitting it, and a content-keyed
-safetensors cache so a map is fitted once per (model, config, data, seed, code).
+states before the LM head, sentence embeddings for fitting it, the held-out attribute probe
+that reports what the map leaves readable, and a content-keyed safetensors cache so a map is
+fitted once per (model, config, data, seed, code).
+
+The probe (Ravfogel et al.; bias-bench's INLP dev accuracy): a linear SVM (LinearSVC, no
+intercept, primal) reads the attribute class from mean-pooled final hidden states.  It is
+trained on fitting-side sentences and scored on held-out sentences (``split_sentences``), once
+on the plain states and once, retrained, on the projected states x P.
 """
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as save_safetensors
@@ -51,6 +58,35 @@ def embed(lm: HFScoringLM, texts: Sequence[str]) -> torch.Tensor:
     out = torch.empty_like(states)
     out[torch.tensor(order, dtype=torch.long)] = states
     return out
+
+
+def class_features(lm: HFScoringLM, classes: dict[str, list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Features X [N, H] (float64) of every sentence of ``classes``, labels y [N] = class index."""
+    texts = [s for v in classes.values() for s in v]
+    y = np.concatenate([np.full(len(v), i) for i, v in enumerate(classes.values())])
+    return embed(lm, texts).double().numpy(), y
+
+
+def linear_probe(seed: int):
+    """The attribute classifier of INLP and of the probe: LinearSVC, no intercept, primal (bias-bench)."""
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC(fit_intercept=False, dual=False, random_state=seed)
+
+
+def probe_accuracy(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+                   seed: int = 0) -> float:
+    """Accuracy (0-1) on (X_test, y_test) of a linear probe trained on (X_train, y_train)."""
+    return float((linear_probe(seed).fit(X_train, y_train).predict(X_test) == y_test).mean())
+
+
+def probe_report(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
+                 P: np.ndarray, seed: int) -> dict[str, float]:
+    """Held-out probe accuracy before (X) and after (X P, probe retrained) the projection P [H, H],
+    and the held-out majority-class rate (chance level)."""
+    return {"acc_before": probe_accuracy(X_train, y_train, X_test, y_test, seed),
+            "acc_after": probe_accuracy(X_train @ P, y_train, X_test @ P, y_test, seed),
+            "acc_majority": float(np.bincount(y_test).max() / len(y_test))}
 
 
 def budget_size(budget: str, sizes: dict[str, int | None]) -> int | None:

@@ -5,12 +5,20 @@ For each debiasing prefix y_i the model also computes p(w | y_i ⊕ x) beside p(
 p̃(w) ∝ α(w)·p(w).  Every benchmark sees p̃: each scored token's log-probability (summed into
 log-likelihoods and rolling perplexities, and the greedy check) and each sampled token.
 
-Which prefixes.  bias-bench scores StereoSet and CrowS-Pairs under the single bias prefix
-of the bias type ("The following text discriminates against people because of their
-{gender | race/color | religion}: "); Schick et al. generate RealToxicityPrompts continuations
-under the six toxicity prefixes.  Default here: the bias prefix for every log-likelihood
-(StereoSet, CrowS, TruthfulQA, knowledge, perplexity) and the toxicity prefixes for
-generation; both sets are configurable (``scoring_prefixes``, ``generation_prefixes``).
+Which prefixes, per benchmark.  A run debiases one harm, ``target`` (bias or toxicity).  The
+prefix set a benchmark is scored under is declared by its ``Benchmark.name``: ``harm_prefixes``
+maps each harm benchmark to its own harm's set, the one its reference uses (bias-bench scores
+StereoSet and CrowS-Pairs under the single bias prefix of the bias type, "The following text
+discriminates against people because of their {gender | race/color | religion}: "; Schick et
+al. generate RealToxicityPrompts continuations under the six toxicity prefixes); every other
+benchmark (the capability ones: perplexity, TruthfulQA, knowledge) is scored under the
+``target``'s set, so the tax measured is the tax of the setting that lowers the target harm
+(Schick et al.'s ``perplexity.py`` scores WikiText-2 under the toxicity prefixes that generation
+uses).  ``harm_prefixes: {}`` scores every benchmark under the target's set.  The run learns the
+benchmarks' names from ``MethodContext.benchmarks`` and hands one LM per benchmark back in
+``Debiased.views``; ``method/prefixes_by_benchmark`` names each benchmark's set and
+``method/prefix_texts`` the sets' texts.  (SEAT and the collapse diagnostic read hidden states
+and LM-head rows, which Self-Debias leaves unchanged, whatever set they are listed under.)
 
 Token level.  A prefixed pair is the prefix's tokens followed by the context's (after the
 sentence-start token when the context starts with it), as bias-bench prepends the encoded
@@ -23,7 +31,7 @@ requires it.  The plain and prefixed passes of a chunk of requests run in one
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Sequence
 
 import torch
@@ -45,6 +53,8 @@ TOXICITY_PREFIXES = tuple(f"The following text contains {what}:\n" for what in (
 ))
 BIAS_WORDING = {"gender": "gender", "race": "race/color", "religion": "religion"}
 PREFIX_SETS = ("bias", "toxicity")
+# Benchmark.name -> the prefix set of the harm it measures (its reference's): bias-bench, Schick et al.
+HARM_PREFIXES = {"stereoset": "bias", "crows_pairs": "bias", "toxicity": "toxicity"}
 
 
 def bias_prefix(bias_type: str) -> str:
@@ -63,15 +73,15 @@ class SelfDebiasLM:
     """A ``ScoringLM`` whose every next-token distribution is Self-Debias's p̃ (wraps an
     ``HFScoringLM``; ``hidden_states`` are the plain model's)."""
 
-    def __init__(self, lm: HFScoringLM, scoring_prefixes: Sequence[str], generation_prefixes: Sequence[str],
-                 lam: float = 50.0, epsilon: float = 0.01, max_floats: int = 1 << 26):
-        if not scoring_prefixes or not generation_prefixes:
-            raise ConfigError("Self-Debias needs at least one scoring and one generation prefix")
+    def __init__(self, lm: HFScoringLM, prefixes: Sequence[str], lam: float = 50.0, epsilon: float = 0.01,
+                 max_floats: int = 1 << 26, label: str = "self_debias"):
+        if not prefixes:
+            raise ConfigError("Self-Debias needs at least one debiasing prefix")
         self.lm = lm
-        self.name = f"{lm.name}+self_debias"
+        self.name = f"{lm.name}+{label}"
         self.lam, self.epsilon = lam, epsilon
-        self.scoring_ids = [tuple(lm.encode(p)) for p in scoring_prefixes]
-        self.generation_prefixes = list(generation_prefixes)
+        self.prefixes = list(prefixes)  # behind every scored token and every sampled token
+        self.scoring_ids = [tuple(lm.encode(p)) for p in prefixes]
         self.max_floats = max_floats  # bound on the log-prob rows held at once (memory)
 
     # ------------------------------------------------------------------- scoring
@@ -142,7 +152,7 @@ class SelfDebiasLM:
         return debias_logprobs(logprobs[:, 0], logprobs[:, 1:].movedim(1, 0), self.lam, self.epsilon)
 
     def generate(self, prompts: Sequence[str], spec: GenerationSpec) -> list[list[str]]:
-        variants = [[p] + [prefix + p for prefix in self.generation_prefixes] for p in prompts]
+        variants = [[p] + [prefix + p for prefix in self.prefixes] for p in prompts]
         return self.lm.sample(variants, spec, combine=self.combine)
 
     # ------------------------------------------------ representation (unchanged)
@@ -170,25 +180,36 @@ class SelfDebias:
     bias_type: str = "gender"  # gender | race | religion: wording of the bias prefix ("race/color" for race)
     lam: float = 50.0  # decay constant λ in α(w) = max(exp(−λ·max(Δ(w), 0)), ε)
     epsilon: float = 0.01  # floor ε of α(w): no probability shrinks by more than this factor
-    scoring_prefixes: str = "bias"  # bias | toxicity: prefixes behind every log-likelihood (bias-bench: bias)
-    generation_prefixes: str = "toxicity"  # toxicity | bias: prefixes behind sampling (Schick et al.: toxicity)
+    target: str = "bias"  # bias | toxicity: the harm debiased; benchmarks not in harm_prefixes (capability) use its prefixes
+    harm_prefixes: dict[str, str] = field(default_factory=lambda: dict(HARM_PREFIXES))  # Benchmark.name -> prefix set (bias | toxicity) of the harm it measures; {}: all use target's
 
     def __post_init__(self) -> None:
         check_fields(self, "method")
         if self.bias_type not in BIAS_WORDING:
             raise ConfigError(f"method.bias_type={self.bias_type!r} is not one of {list(BIAS_WORDING)}")
-        for key in ("scoring_prefixes", "generation_prefixes"):
-            if getattr(self, key) not in PREFIX_SETS:
-                raise ConfigError(f"method.{key}={getattr(self, key)!r} is not one of {list(PREFIX_SETS)}")
+        if self.target not in PREFIX_SETS:
+            raise ConfigError(f"method.target={self.target!r} is not one of {list(PREFIX_SETS)}")
+        for bench, which in self.harm_prefixes.items():
+            if which not in PREFIX_SETS:
+                raise ConfigError(f"method.harm_prefixes.{bench}={which!r} is not one of {list(PREFIX_SETS)}")
         if self.lam < 0:
             raise ConfigError(f"method.lam must be >= 0, got {self.lam}")
         if not 0.0 < self.epsilon <= 1.0:
             raise ConfigError(f"method.epsilon must be in (0, 1], got {self.epsilon}")
 
     def prefixes(self, which: str) -> list[str]:
+        """The texts of prefix set ``which`` (bias: the bias type's one prefix; toxicity: Schick's six)."""
         return [bias_prefix(self.bias_type)] if which == "bias" else list(TOXICITY_PREFIXES)
 
+    def prefix_set(self, benchmark: str) -> str:
+        """The prefix set the benchmark named ``benchmark`` is scored under."""
+        return self.harm_prefixes.get(benchmark, self.target)
+
     def prepare(self, loaded: LoadedModel, ctx: MethodContext) -> Debiased:
-        scoring, generation = self.prefixes(self.scoring_prefixes), self.prefixes(self.generation_prefixes)
-        lm = SelfDebiasLM(HFScoringLM(loaded), scoring, generation, self.lam, self.epsilon)
-        return Debiased(lm, {"method/scoring_prefix_texts": scoring, "method/generation_prefix_texts": generation})
+        base = HFScoringLM(loaded)
+        lms = {s: SelfDebiasLM(base, self.prefixes(s), self.lam, self.epsilon, label=f"{self.name}[{s}]")
+               for s in PREFIX_SETS}
+        by_benchmark = {b: self.prefix_set(b) for b in ctx.benchmarks}
+        info = {"method/target": self.target, "method/prefixes_by_benchmark": by_benchmark,
+                "method/prefix_texts": {s: self.prefixes(s) for s in sorted({self.target, *by_benchmark.values()})}}
+        return Debiased(lms[self.target], info, views={b: lms[s] for b, s in by_benchmark.items()})

@@ -1,12 +1,14 @@
 """Self-Debias: α and p̃ by hand, and every score and sampled token coming from p̃."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
 from bench.errors import ConfigError
+from bench.engine.hf_lm import HFScoringLM
 from bench.api.lm import GenerationSpec, Request
 from bench.api import MethodContext
 from methods.self_debias import TOXICITY_PREFIXES, SelfDebias, SelfDebiasLM, bias_prefix, debias_logprobs
@@ -53,7 +55,7 @@ REQUESTS = [Request("", "The cat sat on the mat."), Request("The dog", " barked 
 
 
 def test_loglikelihood_is_the_debiased_distribution(tiny_lm):
-    sd = SelfDebiasLM(tiny_lm, [PREFIX], [PREFIX], lam=LAM)
+    sd = SelfDebiasLM(tiny_lm, [PREFIX], lam=LAM)
     got = sd.loglikelihood(REQUESTS)
     plain = tiny_lm.loglikelihood(REQUESTS)
     ids = tuple(tiny_lm.encode(PREFIX))
@@ -63,13 +65,13 @@ def test_loglikelihood_is_the_debiased_distribution(tiny_lm):
         assert g.n_tokens == p.n_tokens
         assert abs(g.logprob - p.logprob) > 1e-2  # p̃ is not p
     # chunking (one pair per token_logprobs call) changes nothing
-    tiny = SelfDebiasLM(tiny_lm, [PREFIX], [PREFIX], lam=LAM, max_floats=1)
+    tiny = SelfDebiasLM(tiny_lm, [PREFIX], lam=LAM, max_floats=1)
     assert [r.logprob for r in tiny.loglikelihood(REQUESTS)] == pytest.approx([r.logprob for r in got], abs=1e-4)
 
 
 def test_several_prefixes_take_the_max(tiny_lm):
     prefixes = list(TOXICITY_PREFIXES[:3])
-    sd = SelfDebiasLM(tiny_lm, prefixes, prefixes, lam=LAM)
+    sd = SelfDebiasLM(tiny_lm, prefixes, lam=LAM)
     pair = tiny_lm.encode_pair(REQUESTS[1])
     ids = [tuple(tiny_lm.encode(p)) for p in prefixes]
     rows = tiny_lm.token_logprobs([pair] + [(i + pair[0], pair[1]) for i in ids])
@@ -80,7 +82,7 @@ def test_several_prefixes_take_the_max(tiny_lm):
 
 def test_rolling_is_the_debiased_distribution(tiny_lm):
     text = "The quick brown fox jumps over the lazy dog. " * 4
-    sd = SelfDebiasLM(tiny_lm, [PREFIX], [PREFIX], lam=LAM)
+    sd = SelfDebiasLM(tiny_lm, [PREFIX], lam=LAM)
     [(got, n)] = sd.loglikelihood_rolling([text], max_length=16, stride=8)
     windows = tiny_lm.rolling_windows(text, 16, 8)
     ids = tuple(tiny_lm.encode(PREFIX))
@@ -91,7 +93,7 @@ def test_rolling_is_the_debiased_distribution(tiny_lm):
 
 
 def test_prefix_is_kept_when_the_context_is_truncated(tiny_lm):
-    sd = SelfDebiasLM(tiny_lm, [PREFIX], [PREFIX])
+    sd = SelfDebiasLM(tiny_lm, [PREFIX])
     prefix = tuple(tiny_lm.encode(PREFIX))
     sd.lm.max_length = len(prefix) + 8
     ctx, cont = tuple(range(100, 120)), (7, 8, 9)
@@ -105,7 +107,7 @@ def test_prefix_is_kept_when_the_context_is_truncated(tiny_lm):
 
 def test_greedy_generation_follows_p_tilde(tiny_lm):
     prompt = "Once upon a time"
-    sd = SelfDebiasLM(tiny_lm, [PREFIX], [PREFIX], lam=LAM)
+    sd = SelfDebiasLM(tiny_lm, [PREFIX], lam=LAM)
     spec = GenerationSpec(max_new_tokens=5, do_sample=False)
     [[text]] = sd.generate([prompt], spec)
     # the same greedy decode by hand: next token = argmax p̃ from the plain and prefixed streams
@@ -130,7 +132,7 @@ def test_beam_search_follows_p_tilde(tiny_lm):
     over p̃, whose plain and prefixed distributions exclude end-of-text (the reference's
     min-length processor runs before its debiasing processor)."""
     prompt, beams, steps = "Once upon a time", 3, 4
-    sd = SelfDebiasLM(tiny_lm, [PREFIX], [PREFIX], lam=LAM)
+    sd = SelfDebiasLM(tiny_lm, [PREFIX], lam=LAM)
     spec = GenerationSpec(max_new_tokens=steps, min_new_tokens=steps, do_sample=False, num_beams=beams)
     [[text]] = sd.generate([prompt], spec)
     eos = tiny_lm.tokenizer.eos_token_id
@@ -155,7 +157,7 @@ def test_generation_passes_prefixed_variants_and_combine(tiny_lm, monkeypatch):
         seen.update(variants=variants, combine=combine)
         return [["x"] * spec.num_samples for _ in variants]
 
-    sd = SelfDebiasLM(tiny_lm, [PREFIX], list(TOXICITY_PREFIXES), lam=50.0)
+    sd = SelfDebiasLM(tiny_lm, list(TOXICITY_PREFIXES), lam=50.0)
     monkeypatch.setattr(tiny_lm, "sample", spy)
     sd.generate(["Hello", "World"], GenerationSpec(num_samples=2))
     assert seen["variants"][1] == ["World"] + [p + "World" for p in TOXICITY_PREFIXES]
@@ -165,24 +167,117 @@ def test_generation_passes_prefixed_variants_and_combine(tiny_lm, monkeypatch):
 
 
 def test_sampling_is_seeded(tiny_lm):
-    sd = SelfDebiasLM(tiny_lm, [PREFIX], list(TOXICITY_PREFIXES[:2]), lam=50.0)
+    sd = SelfDebiasLM(tiny_lm, list(TOXICITY_PREFIXES[:2]), lam=50.0)
     spec = GenerationSpec(max_new_tokens=4, num_samples=3, seed=1)
     first = sd.generate(["Hi there", "A b c"], spec)
     assert first == sd.generate(["Hi there", "A b c"], spec)
     assert len(first) == 2 and all(len(r) == 3 for r in first)
 
 
+class Recorder:
+    """Wraps the tiny HFScoringLM's token_logprobs and sample, recording which debiasing prefix
+    each prefixed input carries (by its token ids or text)."""
+
+    def __init__(self, lm, monkeypatch, prefixes):
+        self.ids = {tuple(lm.encode(p)): p for p in prefixes}
+        self.seen: list[str] = []
+        real_logprobs, real_sample = lm.token_logprobs, lm.sample
+
+        def token_logprobs(pairs):
+            for ctx, _ in pairs:
+                text = ctx[1:] if ctx[:1] == (lm.prefix_id,) else ctx
+                self.seen += [p for ids, p in self.ids.items() if text[:len(ids)] == ids]
+            return real_logprobs(pairs)
+
+        def sample(variants, spec, combine=None):
+            self.seen += [p for v in variants for t in v for p in prefixes if t.startswith(p)]
+            return real_sample(variants, spec, combine=combine)
+
+        monkeypatch.setattr(lm, "token_logprobs", token_logprobs)
+        monkeypatch.setattr(lm, "sample", sample)
+
+    def take(self) -> set[str]:
+        out, self.seen = set(self.seen), []
+        return out
+
+
+class FakeBench:
+    """A benchmark of one kind of call, named like a real one."""
+
+    def __init__(self, name, call):
+        self.name, self.call = name, call
+
+    def evaluate(self, lm):
+        return self.call(lm)
+
+
+CALLS = {"stereoset": lambda lm: lm.loglikelihood([Request("The nurse", " said that")]),
+         "crows_pairs": lambda lm: lm.loglikelihood([Request("", "The man was sad.")]),
+         "perplexity": lambda lm: lm.loglikelihood_rolling(["A short article about rivers and hills."]),
+         "truthfulqa": lambda lm: lm.loglikelihood([Request("Q: what is 2+2?\nA:", " 4")]),
+         "toxicity": lambda lm: lm.generate(["You are a"], GenerationSpec(max_new_tokens=2, num_samples=1, seed=0))}
+
+
+@pytest.mark.parametrize("target", ["bias", "toxicity"])
+def test_each_benchmark_is_scored_under_its_declared_prefixes(tiny_loaded, data_root, tmp_path, monkeypatch, target):
+    ctx = MethodContext(data=data_root, cache_dir=tmp_path, seed=0, code_version="test", benchmarks=tuple(CALLS))
+    method = SelfDebias(bias_type="religion", target=target)
+    debiased = method.prepare(tiny_loaded, ctx)
+    bias, toxicity = {bias_prefix("religion")}, set(TOXICITY_PREFIXES)
+    rec = Recorder(debiased.lm.lm, monkeypatch, sorted(bias | toxicity))
+    want = {"stereoset": bias, "crows_pairs": bias, "toxicity": toxicity,  # their references' prefixes
+            "perplexity": bias if target == "bias" else toxicity,  # capability: the target harm's prefixes
+            "truthfulqa": bias if target == "bias" else toxicity}
+    for name, call in CALLS.items():
+        FakeBench(name, call).evaluate(debiased.lm_for(name))
+        assert rec.take() == want[name], name
+    assert debiased.info["method/prefixes_by_benchmark"] == {b: "bias" if p == bias else "toxicity"
+                                                             for b, p in want.items()}
+    assert debiased.info["method/target"] == target
+    assert debiased.info["method/prefix_texts"] == {"bias": sorted(bias), "toxicity": list(TOXICITY_PREFIXES)}
+    # a benchmark the run did not announce scores the target's LM; {} puts every benchmark on the target
+    debiased.lm_for("knowledge").loglikelihood([Request("Paris is in", " France")])
+    assert rec.take() == (bias if target == "bias" else toxicity)
+    flat = SelfDebias(bias_type="religion", target=target, harm_prefixes={}).prepare(tiny_loaded, ctx)
+    assert set(flat.info["method/prefixes_by_benchmark"].values()) == {target}
+
+
 def test_method_prepare_and_config(tiny_loaded, data_root, tmp_path):
     ctx = MethodContext(data=data_root, cache_dir=tmp_path, seed=0, code_version="test")
     debiased = SelfDebias(bias_type="race").prepare(tiny_loaded, ctx)
     lm = debiased.lm
-    assert lm.scoring_ids == [tuple(lm.lm.encode(bias_prefix("race")))]
+    assert lm.scoring_ids == [tuple(lm.lm.encode(bias_prefix("race")))] and lm.prefixes == [bias_prefix("race")]
     assert "race/color" in bias_prefix("race") and bias_prefix("race").endswith(": ")
-    assert lm.generation_prefixes == list(TOXICITY_PREFIXES)
+    assert debiased.views == {} and debiased.lm_for("toxicity") is lm  # no benchmarks announced
     assert lm.hidden_states(["a b"]).shape == (1, tiny_loaded.model.config.hidden_size)
-    swapped = SelfDebias(scoring_prefixes="toxicity", generation_prefixes="bias").prepare(tiny_loaded, ctx).lm
-    assert len(swapped.scoring_ids) == 6 and swapped.generation_prefixes == [bias_prefix("gender")]
-    for bad, key in [({"scoring_prefixes": "both"}, "method.scoring_prefixes"), ({"bias_type": "age"}, "method.bias_type"),
+    toxic = SelfDebias(target="toxicity").prepare(tiny_loaded, ctx).lm
+    assert len(toxic.scoring_ids) == 6 and toxic.prefixes == list(TOXICITY_PREFIXES)
+    for bad, key in [({"target": "both"}, "method.target"), ({"bias_type": "age"}, "method.bias_type"),
+                     ({"harm_prefixes": {"stereoset": "gender"}}, "method.harm_prefixes.stereoset"),
                      ({"epsilon": 0.0}, "method.epsilon"), ({"lam": "big"}, "method.lam")]:
         with pytest.raises(ConfigError, match=key):
             SelfDebias(**bad)
+
+
+def test_a_run_scores_each_benchmark_under_its_prefixes(tmp_path):
+    """Through bench.run: target=toxicity puts perplexity (capability) under the toxicity prefixes
+    and keeps StereoSet under the bias prefix; the numbers are those of the matching wrapper."""
+    from hydra import compose, initialize_config_dir
+
+    from bench.data import DataRoot
+    from bench.config import CONF_DIR, load_named
+    from bench.run import build_benchmarks, run
+
+    overrides = ["model=tiny-random", "suite=smoke", "method=self_debias", "method.target=toxicity",
+                 "only=[stereoset,perplexity]", "logger=none", f"paths.results_dir={tmp_path}",
+                 f"paths.artifacts_dir={tmp_path / 'artifacts'}"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    doc = json.loads(run(cfg).read_text())
+    assert doc["info"]["method"]["method/prefixes_by_benchmark"] == {"stereoset": "bias", "perplexity": "toxicity"}
+    benches = build_benchmarks(cfg)
+    base = HFScoringLM(load_named("tiny-random"))
+    data = DataRoot(cfg.paths.data_root, download=False)
+    for name, prefixes in (("perplexity", list(TOXICITY_PREFIXES)), ("stereoset", [bias_prefix("gender")])):
+        want = benches[name].evaluate(SelfDebiasLM(base, prefixes), data).metrics
+        assert {k: doc["metrics"][k] for k in want} == pytest.approx(want, nan_ok=True), name

@@ -28,6 +28,7 @@ class MethodContext:
     # The engine's ScoringLM over a loaded model (the run passes bench.engine's HFScoringLM), so a method
     # can wrap the plain model without importing an engine; None outside a run.
     scoring_lm: Callable[[LoadedModel], ScoringLM] | None = None
+    benchmarks: tuple[str, ...] = ()  # Benchmark.name of each benchmark the run scores (for Debiased.views)
 
 
 @dataclass
@@ -35,6 +36,11 @@ class Debiased:
     lm: ScoringLM  # what the benchmarks score
     info: dict[str, Any] = field(default_factory=dict)  # "method/<key>": value, recorded in the result file
     specs: list[MetricSpec] = field(default_factory=list)  # specs of the numeric info values reported as metrics
+    views: dict[str, ScoringLM] = field(default_factory=dict)  # Benchmark.name -> the LM it scores instead of lm
+
+    def lm_for(self, benchmark: str) -> ScoringLM:
+        """The LM the benchmark named ``benchmark`` (its ``Benchmark.name``) scores."""
+        return self.views.get(benchmark, self.lm)
 
 
 @runtime_checkable
