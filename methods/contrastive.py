@@ -1,19 +1,35 @@
-"""Contrastive debiasing with dynamic loss scaling (Korkmaz et al. 2025, "Paying Alignment Tax
-with Contrastive Learning"): the release's CLIFF (Cao & Wang 2021) adapted to decoder-only LMs.
+"""Contrastive debiasing (Korkmaz et al. 2025, "Paying Alignment Tax with Contrastive Learning"):
+the release's CLIFF (Cao & Wang 2021) for decoder-only LMs, as in its ``src/training/loss.py``,
+``src/models/model_utils.py`` and ``src/data/improved_dataset.py`` (ConsistentContrastiveCollator).
 
-- Contrast head on the last hidden layer: Linear(H, H) -> GELU -> Linear(H, H) -> L2-normalise,
-  trained with the model and discarded after training.  z_i = L2-normalised mean of head(h_t)
-  over example i's target tokens: here every token of the statement (the sentence-start token
-  excluded), as there is no separate source text.
-- InfoNCE within each source (``methods.contrastive_data``):
-  p_ij = exp(z_i.z_j / tau) / sum_{k != i, same source} exp(z_i.z_k / tau);
-  L_CL = -mean over ordered positive-positive pairs (i != j) of log p_ij.
-- L = s_CE * L_CE(positives) + alpha * s_CL * L_CL (+ nc3_weight * L_NC3), alpha = 16, tau = 1.
-  Dynamic scaling (default): an EMA (beta = 0.9) of each loss, updated with the current value
-  before use (the first value starts it), and s = min(1, c / EMA) with c = 0.1.
-  ``scaling=constant`` keeps s_CE = s_CL = 1 (the ablation).
-Release GPT-2 settings: Adam, lr 5e-4, warm-up 10 steps, clip 1.0, 4 epochs (the paper budget);
-larger models lr 2e-5 or LoRA (r=8, alpha=32, q/v projections).
+Sequences.  Every target of a source (``methods.contrastive_data``) is one sequence
+[sentence start] + context + " " + target (context truncated on the left to fit ``seq_len``,
+target to ``seq_len // 2`` tokens).
+
+- L_CE (the release's ``ce_pos``): next-token NLL of the **last positive** of each source, on its
+  target tokens as the release labels them (label[i] = token[i + 1] for the target positions
+  i = start .. end - 2, so every target token but the first is predicted, conditioned on the
+  context), summed, divided by the number of such label tokens over *all* sequences of the
+  micro-batch (the release's ``ntokens``).
+- Contrast head on the last hidden layer, per token: Linear(H, H) -> GELU -> Linear(H, H) ->
+  L2-normalise, initialised as the release (first weight N(0, 0.01^2), second N(0, (1/H)^2),
+  biases 0); trained with the model and discarded.  z_i = L2-normalised mean of the head over
+  the target's marked tokens (attribute words, fact objects) where it has any, else over all its
+  target tokens (the release pools spaCy entity marks; the counts of both cases are reported).
+- L_CL within each source, tau = 1:  p_ij = exp(z_i.z_j / tau) / sum_{k != i, same source}
+  exp(z_i.z_k / tau);  L_CL = -mean over ordered positive pairs (i != j) of log p_ij.
+- w_tox = ``toxic_weight`` (1.5) when a toxic negative is in the micro-batch, else 1 (the
+  release's criterion; its collator does not pass ``augmentation_types``, so the release run
+  itself had w_tox = 1: ``toxic_weight=1.0`` reproduces that).
+- ``scaling=constant`` (the release's active code): L = L_CE + alpha * w_tox * L_CL, alpha = 16.
+- ``scaling=ema`` (its "dynamic loss scaling", commented out in ``trainer.py``):
+  L = s_CE * L_CE + s_CL * (w_tox * L_CL), no alpha; s = min(1, c / EMA) with c = 0.1, where the
+  EMA (beta = 0.9) starts at 0, s = 1 on the first micro-batch, and each s uses the EMA of the
+  micro-batches before it (the EMA takes the current loss after).  Deviation: the release skips
+  the update at the first step of every epoch (``step`` restarts); here only at the first.
+Optimiser (release): Adam, warm-up 10 steps, clip 1.0, 4 epochs (the ``paper`` budget).  GPT-2
+lr 5e-4 full fine-tuning on ~20k sources, Phi-2 lr 2e-5; LoRA r 8, alpha 32 on q/v at 5e-4.
+The default here is the sweep's choice on smollm2-135m (``results/contrastive_sweep.md``).
 """
 from __future__ import annotations
 
@@ -29,21 +45,26 @@ from bench.engine.hf_lm import HFScoringLM
 from bench.api import LoadedModel
 from bench.api import Debiased, MethodContext
 from methods.collapse import NC3_WORDS, nc3_plugin
-from methods.contrastive_data import GROUPS, build_sources, data_files
+from methods.contrastive_data import Source, build_sources, data_files
 from methods.counterfactual import BIAS_TYPES, Swapper, load_groups, word_list_files
-from methods.training import (Plan, Regularizer, TrainConfig, check_method, collate, encode_texts, finetune, lm_loss,
-                              trainable_copy)
+from methods.training import Plan, Regularizer, TrainConfig, check_method, collate, finetune, trainable_copy
+
+SCALINGS = ("constant", "ema")
 
 
 class ContrastHead(nn.Module):
-    """Linear(H, H) -> GELU -> Linear(H, H) -> L2-normalise, per token."""
+    """Linear(H, H) -> GELU -> Linear(H, H) -> L2-normalise, per token; the release's init."""
 
     def __init__(self, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.dense, self.out_proj = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
+        nn.init.normal_(self.dense.weight, std=0.01)
+        nn.init.normal_(self.out_proj.weight, std=1.0 / hidden)
+        nn.init.zeros_(self.dense.bias)
+        nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(h), dim=-1)
+        return F.normalize(self.out_proj(F.gelu(self.dense(h))), dim=-1)
 
 
 def pool(head: ContrastHead, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -64,55 +85,120 @@ def info_nce(z: torch.Tensor, source: torch.Tensor, positive: torch.Tensor, tau:
     return -log_p[pairs].mean()
 
 
-class DynamicScaler:
-    """s = min(1, c / EMA(loss)); EMA_1 = loss_1, EMA_t = beta EMA_{t-1} + (1 - beta) loss_t."""
+def ce_last_positive(logits: torch.Tensor, ids: torch.Tensor, ce_mask: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """sum of -log p(ids[t] | ids[:t]) over the positions t with ``ce_mask[t]``, / ``n_tokens``.
+    logits [B, T, V] (rows of the CE sequences only), ids and ce_mask [B, T]."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    nll = -logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return (nll * ce_mask[:, 1:].float()).sum() / max(n_tokens, 1)
+
+
+class EMAScale:
+    """The release's dynamic scale: s = 1 at the first call, then min(1, c / EMA) from the EMA of
+    the earlier calls; EMA_0 = 0, EMA <- beta EMA + (1 - beta) loss after each call."""
 
     def __init__(self, beta: float = 0.9, c: float = 0.1):
-        self.beta, self.c, self.ema = beta, c, None
+        self.beta, self.c, self.ema, self.scale, self.calls = beta, c, 0.0, 1.0, 0
 
     def __call__(self, value: float) -> float:
-        self.ema = value if self.ema is None else self.beta * self.ema + (1 - self.beta) * value
-        return min(1.0, self.c / self.ema) if self.ema > 0 else 1.0
+        if self.calls > 0 and self.ema > 0:
+            self.scale = min(1.0, self.c / self.ema)
+        self.ema = self.beta * self.ema + (1 - self.beta) * value
+        self.calls += 1
+        return self.scale
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One sequence: token ids, the index of its first target token and its marked positions."""
+
+    ids: tuple[int, ...]
+    start: int
+    marked: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One source, encoded: positives first (CE on the last), then negatives."""
+
+    sequences: tuple[Encoded, ...]
+    n_positives: int
+    toxic: bool  # a toxic negative is among the negatives
+
+
+def encode_source(lm: HFScoringLM, source: Source, seq_len: int) -> Item:
+    """[sentence start] + context (left-truncated) + " " + target (at most seq_len // 2 tokens)."""
+    tok = lm.tokenizer
+    context = tok(source.context, add_special_tokens=False).input_ids
+    enc = tok([" " + t for t in source.targets], add_special_tokens=False, return_offsets_mapping=True)
+    sequences = []
+    for ids, offsets, spans in zip(enc.input_ids, enc.offset_mapping, source.marks):
+        target = ids[:seq_len // 2]
+        ctx = context[max(0, len(context) - (seq_len - 1 - len(target))):]
+        start = 1 + len(ctx)
+        marked = tuple(start + j for j, (a, b) in enumerate(offsets[:len(target)])
+                       if any(a < e + 1 and b > s + 1 for s, e in spans))  # spans are in target coordinates
+        sequences.append(Encoded((lm.prefix_id, *ctx, *target), start, marked))
+    return Item(tuple(sequences), len(source.positives), "toxic" in source.negative_kinds)
+
+
+def sequence_masks(seqs: list[Encoded], width: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """[N, width] bool masks: target tokens; pooled tokens (marked ones where a sequence has any,
+    else its target tokens); label tokens (target tokens after the first: the release's labels)."""
+    pos = torch.arange(width, device=device)[None]
+    starts = torch.tensor([s.start for s in seqs], device=device)[:, None]
+    ends = torch.tensor([len(s.ids) for s in seqs], device=device)[:, None]
+    target = (pos >= starts) & (pos < ends)
+    marked = torch.zeros_like(target)
+    for row, s in enumerate(seqs):
+        marked[row, list(s.marked)] = True
+    return target, torch.where(marked.any(1, keepdim=True), marked, target), (pos > starts) & (pos < ends)
 
 
 @dataclass
 class ContrastiveObjective:
-    """One micro-batch of sources: items are (positive id lists, negative id lists)."""
+    """One micro-batch of encoded sources -> (L, parts) in the chosen loss form (module docstring)."""
 
     pad_id: int
     head: ContrastHead
     tau: float
     alpha: float
-    scaling: str  # dynamic or constant
+    scaling: str  # constant or ema
+    toxic_weight: float
     beta: float = 0.9
     c: float = 0.1
     regularizer: Regularizer | None = None
     weight: float = 0.0
 
     def __post_init__(self) -> None:
-        self.scale_ce, self.scale_cl = DynamicScaler(self.beta, self.c), DynamicScaler(self.beta, self.c)
+        self.scale_ce, self.scale_cl = EMAScale(self.beta, self.c), EMAScale(self.beta, self.c)
 
     def parameters(self):
         return self.head.parameters()
 
-    def __call__(self, model: Any, items: list) -> tuple[torch.Tensor, dict[str, float]]:
-        seqs, source, positive = [], [], []
-        for s, (pos, neg) in enumerate(items):
-            seqs += [*pos, *neg]
-            source += [s] * (len(pos) + len(neg))
-            positive += [True] * len(pos) + [False] * len(neg)
-        ids, mask = collate(seqs, self.pad_id, model.device)
-        source_t = torch.tensor(source, device=model.device)
-        positive_t = torch.tensor(positive, device=model.device)
+    def combine(self, ce: torch.Tensor, cl: torch.Tensor, toxic: bool) -> tuple[torch.Tensor, dict[str, float]]:
+        w = self.toxic_weight if toxic else 1.0
+        if self.scaling == "constant":
+            s_ce, s_cl = 1.0, self.alpha
+        else:
+            s_ce, s_cl = self.scale_ce(ce.item()), self.scale_cl(w * cl.item())
+        return s_ce * ce + s_cl * w * cl, {"ce": ce.item(), "cl": cl.item(), "s_ce": s_ce, "s_cl": s_cl, "w_tox": w}
+
+    def __call__(self, model: Any, items: list[Item]) -> tuple[torch.Tensor, dict[str, float]]:
+        seqs = [s for item in items for s in item.sequences]
+        ids, mask = collate([s.ids for s in seqs], self.pad_id, model.device)
+        rows = [(i, j, item.n_positives) for i, item in enumerate(items) for j in range(len(item.sequences))]
+        source = torch.tensor([i for i, _, _ in rows], device=model.device)
+        positive = torch.tensor([j < n for _, j, n in rows], device=model.device)
+        ce_rows = [k for k, (_, j, n) in enumerate(rows) if j == n - 1]  # the last positive of each source
+        _, pool_mask, label = sequence_masks(seqs, ids.shape[1], model.device)
+        n_labels = int(label.sum())  # the release's ntokens: label tokens of every sequence
+
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
         h = out.hidden_states[-1]
-        ce = lm_loss(out.logits[positive_t], ids[positive_t], mask[positive_t])
-        target = mask.clone()
-        target[:, 0] = 0  # the sentence-start token is not part of the statement
-        cl = info_nce(pool(self.head, h, target), source_t, positive_t, self.tau)
-        s_ce, s_cl = (self.scale_ce(ce.item()), self.scale_cl(cl.item())) if self.scaling == "dynamic" else (1.0, 1.0)
-        loss = s_ce * ce + self.alpha * s_cl * cl
-        parts = {"ce": ce.item(), "cl": cl.item(), "s_ce": s_ce, "s_cl": s_cl}
+        ce = ce_last_positive(out.logits[ce_rows], ids[ce_rows], label[ce_rows], n_labels)
+        cl = info_nce(pool(self.head, h, pool_mask), source, positive, self.tau)
+        loss, parts = self.combine(ce, cl, any(item.toxic for item in items))
         if self.regularizer is not None and self.weight > 0:
             reg = self.regularizer(h[:, :-1], ids[:, 1:], mask[:, 1:], model.get_output_embeddings().weight)
             parts["nc3"] = reg.item()
@@ -122,65 +208,72 @@ class ContrastiveObjective:
 
 @dataclass
 class Contrastive:
-    """CLIFF-style contrastive fine-tuning on offline positives/negatives (module docstring)."""
+    """Contrastive fine-tuning on offline sources in the release's two loss forms (module docstring)."""
 
     name_base: ClassVar[str] = "contrastive"
-    bias_type: str = "gender"  # gender, race or religion: which ToxiGen groups and swap lists
-    groups: list[str] | None = None  # ToxiGen groups (None: the bias type's default groups)
+    bias_type: str = "gender"  # gender, race or religion: the attribute words of the counterfactual positives
+    scaling: str = "constant"  # constant (release active code: alpha 16, unit scales) or ema (EMA scales, no alpha)
+    alpha: float | None = None  # weight of L_CL (None: 16 for constant, 1 for ema; ema allows only 1)
+    toxic_weight: float = 1.5  # w_tox on L_CL when a toxic negative is in the micro-batch (1.0: as the release ran)
+    tau: float = 1.0  # InfoNCE temperature
+    ema_beta: float = 0.9  # EMA factor of scaling=ema
+    scale_c: float = 0.1  # c in s = min(1, c / EMA) of scaling=ema
     fact_ratio: float = 1.0  # fact sources per group source
     n_negatives: int = 2  # negatives per source
-    tau: float = 1.0  # InfoNCE temperature
-    alpha: float = 16.0  # weight of L_CL
-    scaling: str = "dynamic"  # dynamic (EMA loss scaling) or constant (s_CE = s_CL = 1)
-    ema_beta: float = 0.9  # EMA factor of the dynamic scaling
-    scale_c: float = 0.1  # c in s = min(1, c / EMA)
+    context_items: int = 2  # ToxiGen statements before the target in a group source's context
     max_examples: int | None = None  # cap on sources (None: all)
     nc3_weight: float = 0.0  # lambda of the NC3 regularizer (0: off)
     nc3_words: list[str] = field(default_factory=lambda: list(NC3_WORDS))  # NC3 class word lists
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        optimizer="adam", lr=5e-4, warmup_steps=10, max_steps=40, batch_size=4,
-        paper={"max_steps": None, "epochs": 4.0}))  # release GPT-2 settings; batch = sources
+        optimizer="adam", lr=5e-5, warmup_steps=10, max_steps=40, batch_size=4, seq_len=96,
+        lora_alpha=32, lora_targets=["q_proj", "v_proj"], paper={"max_steps": None, "epochs": 4.0}))  # batch = sources
 
     def __post_init__(self) -> None:
         check_method(self)
         if self.bias_type not in BIAS_TYPES:
             raise ConfigError(f"method.bias_type={self.bias_type!r} is not one of {list(BIAS_TYPES)}")
-        if self.scaling not in ("dynamic", "constant"):
-            raise ConfigError(f"method.scaling={self.scaling!r} is not one of ['dynamic', 'constant']")
-        for name in ("tau", "alpha", "scale_c"):
+        if self.scaling not in SCALINGS:
+            raise ConfigError(f"method.scaling={self.scaling!r} is not one of {list(SCALINGS)}")
+        if self.alpha is None:
+            self.alpha = 16.0 if self.scaling == "constant" else 1.0
+        if self.scaling == "ema" and self.alpha != 1.0:
+            raise ConfigError(f"method.alpha={self.alpha} with method.scaling=ema: the release's EMA form has no "
+                              "alpha (leave method.alpha null)")
+        for name in ("tau", "alpha", "scale_c", "toxic_weight"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"method.{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.ema_beta < 1:
             raise ConfigError(f"method.ema_beta must be in [0, 1), got {self.ema_beta}")
-        if self.fact_ratio < 0 or self.n_negatives < 1:
-            raise ConfigError("method.fact_ratio must be >= 0 and method.n_negatives >= 1")
-        if self.groups is not None and not self.groups:
-            raise ConfigError("method.groups is empty (null: the bias type's default groups)")
+        if self.fact_ratio < 0 or self.n_negatives < 1 or self.context_items < 0:
+            raise ConfigError("method.fact_ratio and method.context_items must be >= 0, method.n_negatives >= 1")
 
     @property
     def name(self) -> str:
         return self.name_base + ("_nc3" if self.nc3_weight > 0 else "")
 
     def prepare(self, loaded: LoadedModel, ctx: MethodContext) -> Debiased:
-        files = [*data_files(ctx.data, self.bias_type, self.groups), *word_list_files(self.bias_type),
-                 *(self.nc3_words if self.nc3_weight > 0 else [])]
+        files = [*data_files(ctx.data), *word_list_files(self.bias_type), *(self.nc3_words if self.nc3_weight > 0 else [])]
         return finetune(self, loaded, ctx, files, self._build(ctx))
 
     def _build(self, ctx: MethodContext):
         def build(loaded: LoadedModel, cfg: TrainConfig) -> Plan:
             lm = HFScoringLM(loaded)
             swapper = Swapper(*load_groups(ctx.data, self.bias_type))
-            sources, counts = build_sources(ctx.data, self.bias_type, swapper, ctx.seed, self.groups,
-                                            self.fact_ratio, self.n_negatives)
+            sources, counts = build_sources(ctx.data, swapper, ctx.seed, self.fact_ratio, self.n_negatives,
+                                            self.context_items)
             sources = sources[:self.max_examples]
-            items = [(encode_texts(lm, s.positives, cfg.seq_len), encode_texts(lm, s.negatives, cfg.seq_len))
-                     for s in sources]
+            items = [encode_source(lm, s, cfg.seq_len) for s in sources]
+            seqs = [s for item in items for s in item.sequences]
             reg, notes = nc3_plugin(lm, ctx.data, self.nc3_words, self.nc3_weight)
             head = ContrastHead(loaded.model.config.hidden_size).to(loaded.device)
             objective = ContrastiveObjective(loaded.tokenizer.pad_token_id, head, self.tau, self.alpha, self.scaling,
-                                             self.ema_beta, self.scale_c, reg, self.nc3_weight)
-            return Plan(model=trainable_copy(loaded.model), objective=objective, items=items,
-                        counts={**counts, "train_sources": len(items)},
-                        notes={"bias_type": self.bias_type, "groups": ",".join(self.groups or GROUPS[self.bias_type]),
-                               "scaling": self.scaling, **notes})
+                                             self.toxic_weight, self.ema_beta, self.scale_c, reg, self.nc3_weight)
+            counts = {**counts, "train_sources": len(items), "pooled_marked": sum(bool(s.marked) for s in seqs),
+                      "pooled_all_target_tokens": sum(not s.marked for s in seqs)}
+            notes = {"bias_type": self.bias_type, "scaling": self.scaling, "alpha": self.alpha,
+                     "toxic_weight": self.toxic_weight,
+                     "pooling": "marked tokens (attribute words, fact objects) where a target has any, else all target tokens",
+                     "release_data": "TL;DR sources not reachable offline: ToxiGen + LAMA train-split sources instead",
+                     **notes}
+            return Plan(model=trainable_copy(loaded.model), objective=objective, items=items, counts=counts, notes=notes)
         return build
