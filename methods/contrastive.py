@@ -44,10 +44,14 @@ from bench.errors import ConfigError
 from bench.engine.hf_lm import HFScoringLM
 from bench.api import LoadedModel
 from bench.api import Debiased, MethodContext
-from methods.collapse import NC3_WORDS, nc3_plugin
-from methods.contrastive_data import Source, build_sources, data_files
-from methods.counterfactual import BIAS_TYPES, Swapper, load_groups, word_list_files
-from methods.training import Plan, Regularizer, TrainConfig, check_method, collate, finetune, trainable_copy
+from bench.data import DataRoot
+from methods.contrastive_data import Source, build_sources
+from methods.finetune.checkpoint import Plan, finetune
+from methods.finetune.config import TrainConfig, check_method
+from methods.finetune.loop import Regularizer, collate
+from methods.finetune.nc3 import NC3_WORDS, nc3_plugin
+from methods.text.swap import Swapper
+from methods.text.words import BIAS_TYPES, load_tuples
 
 SCALINGS = ("constant", "ema")
 
@@ -252,28 +256,26 @@ class Contrastive:
         return self.name_base + ("_nc3" if self.nc3_weight > 0 else "")
 
     def prepare(self, loaded: LoadedModel, ctx: MethodContext) -> Debiased:
-        files = [*data_files(ctx.data), *word_list_files(self.bias_type), *(self.nc3_words if self.nc3_weight > 0 else [])]
-        return finetune(self, loaded, ctx, files, self._build(ctx))
+        return finetune(self, loaded, ctx)
 
-    def _build(self, ctx: MethodContext):
-        def build(loaded: LoadedModel, cfg: TrainConfig) -> Plan:
-            lm = HFScoringLM(loaded)
-            swapper = Swapper(*load_groups(ctx.data, self.bias_type))
-            sources, counts = build_sources(ctx.data, swapper, ctx.seed, self.fact_ratio, self.n_negatives,
-                                            self.context_items)
-            sources = sources[:self.max_examples]
-            items = [encode_source(lm, s, cfg.seq_len) for s in sources]
-            seqs = [s for item in items for s in item.sequences]
-            reg, notes = nc3_plugin(lm, ctx.data, self.nc3_words, self.nc3_weight)
-            head = ContrastHead(loaded.model.config.hidden_size).to(loaded.device)
-            objective = ContrastiveObjective(loaded.tokenizer.pad_token_id, head, self.tau, self.alpha, self.scaling,
-                                             self.toxic_weight, self.ema_beta, self.scale_c, reg, self.nc3_weight)
-            counts = {**counts, "train_sources": len(items), "pooled_marked": sum(bool(s.marked) for s in seqs),
-                      "pooled_all_target_tokens": sum(not s.marked for s in seqs)}
-            notes = {"bias_type": self.bias_type, "scaling": self.scaling, "alpha": self.alpha,
-                     "toxic_weight": self.toxic_weight,
-                     "pooling": "marked tokens (attribute words, fact objects) where a target has any, else all target tokens",
-                     "release_data": "TL;DR sources not reachable offline: ToxiGen + LAMA train-split sources instead",
-                     **notes}
-            return Plan(model=trainable_copy(loaded.model), objective=objective, items=items, counts=counts, notes=notes)
-        return build
+    def plan(self, lm: HFScoringLM, data: DataRoot, cfg: TrainConfig, seed: int) -> Plan:
+        """Sources -> encoded items, the contrast head (trained with the model) and the objective."""
+        swapper = Swapper(load_tuples(data, self.bias_type), fold_case=True)  # statements start with capitals
+        sources, counts = build_sources(data, swapper, seed, self.fact_ratio, self.n_negatives, self.context_items)
+        sources = sources[:self.max_examples]
+        items = [encode_source(lm, s, cfg.seq_len) for s in sources]
+        seqs = [s for item in items for s in item.sequences]
+        reg, notes = nc3_plugin(lm, data, self.nc3_words, self.nc3_weight)
+        head = ContrastHead(lm.model.config.hidden_size).to(lm.device)
+        objective = ContrastiveObjective(lm.tokenizer.pad_token_id, head, self.tau, self.alpha, self.scaling,
+                                         self.toxic_weight, self.ema_beta, self.scale_c, reg, self.nc3_weight)
+        counts = {**counts, "train_sources": len(items), "pooled_marked": sum(bool(s.marked) for s in seqs),
+                  "pooled_all_target_tokens": sum(not s.marked for s in seqs)}
+        notes = {"bias_type": self.bias_type, "scaling": self.scaling, "alpha": self.alpha,
+                 "toxic_weight": self.toxic_weight,
+                 "pooling": "marked tokens (attribute words, fact objects) where a target has any, else all target tokens",
+                 "release_data": "TL;DR sources not reachable offline: ToxiGen + LAMA train-split sources instead",
+                 **notes}
+        tokens = sum(len(s.ids) for s in seqs)
+        return Plan(objective=objective, items=items, tokens=tokens, counts=counts, notes=notes,
+                    train_head=reg is not None)

@@ -29,7 +29,7 @@ InfoNCE runs within a source, and CE is taken on the *last* positive (the releas
   relation that is not an object of this subject.  Marks: the object (the fact-marked entity).
 
 Nothing comes from an evaluation split: ToxiGen is not a suite benchmark
-(``methods.training.check_training_files`` checks its files and the word lists), and facts are
+(``methods.finetune.config.check_training_files`` checks its files and the word lists), and facts are
 train-split only (the eval half is what the knowledge benchmark scores).
 """
 from __future__ import annotations
@@ -45,8 +45,8 @@ from bench.data import DataRoot, read_jsonl, read_lines
 from bench.errors import ConfigError, DataError
 from bench.tasks import knowledge
 from bench.tasks.knowledge import Fact
-from methods.counterfactual import Swapper
-from methods.training import check_training_files
+from methods.finetune.config import check_training_files
+from methods.text.swap import Swapper
 
 TOXIGEN = "toxigen/"
 _WORD = re.compile(r"\w+(?:-\w+)*")
@@ -84,14 +84,6 @@ def toxigen_files(data: DataRoot) -> dict[tuple[str, str], list[str]]:
     return dict(files)
 
 
-def data_files(data: DataRoot) -> list[str]:
-    """Every file the sources are built from (their checksums key the checkpoint)."""
-    toxigen = sorted(rel for rels in toxigen_files(data).values() for rel in rels)
-    check_training_files(toxigen, "method (contrastive ToxiGen files)")
-    facts = [rel for rel in data.files if rel.startswith((knowledge.FACTS_DIR + "/", "lama/pararel_patterns/"))]
-    return [knowledge.TEMPLATES, *sorted(facts), *toxigen]
-
-
 def statement_lists(path) -> list[list[str]]:
     """The statement lists of a ToxiGen file: one per prompt line ("- a\\n- b\\n-"; literal
     backslash-n), or, for a demonstrations file (no bullets), the whole file as one list."""
@@ -118,7 +110,7 @@ def attribute_spans(text: str, swapper: Swapper) -> tuple[Span, ...]:
     """Char spans of ``text``'s attribute words: the word runs that differ between ``text`` and
     its swap (a swap replaces each attribute entry in place, so the word alignment is exact)."""
     words = list(_WORD.finditer(text))
-    swapped = [m.group().lower() for m in _WORD.finditer(swapper.swap(text))]
+    swapped = [m.group().lower() for m in _WORD.finditer(swapper.swap(text, lambda m: m.group[(m.index + 1) % len(m.group)]))]
     spans = []
     matcher = difflib.SequenceMatcher(None, [m.group().lower() for m in words], swapped, autojunk=False)
     for op, i1, i2, _, _ in matcher.get_opcodes():
@@ -219,6 +211,8 @@ def build_sources(data: DataRoot, swapper: Swapper, seed: int, fact_ratio: float
                   context_items: int = 2) -> tuple[list[Source], dict[str, int]]:
     """Group sources, then ``round(fact_ratio * #group sources)`` fact sources, seeded; and the counts."""
     rng = random.Random(seed)
+    check_training_files(sorted(rel for rels in toxigen_files(data).values() for rel in rels),
+                         "method (contrastive ToxiGen files)")
     by_group, group_counts = group_sources(data, swapper, rng, n_negatives, context_items)
     if not by_group:
         raise ConfigError("method.bias_type: no ToxiGen neutral statement holds an attribute word of this bias type")

@@ -9,12 +9,14 @@ import torch
 
 from bench.errors import ConfigError
 from bench.tasks.knowledge import split_of
+from bench.tasks import is_evaluation_file
 from methods.contrastive import (Contrastive, ContrastHead, ContrastiveObjective, EMAScale, Encoded, Item,
                                  ce_last_positive, encode_source, info_nce, pool, sequence_masks)
-from methods.contrastive_data import (Source, attribute_spans, build_sources, data_files, nearest, statement_lists,
+from methods.contrastive_data import (Source, attribute_spans, build_sources, nearest, statement_lists,
                                       toxigen_files)
-from methods.counterfactual import Swapper, load_groups
-from methods.training import EVAL_PREFIXES, TrainConfig
+from methods.text.swap import Swapper
+from methods.finetune.config import TrainConfig
+from methods.text.words import load_tuples
 
 
 def test_info_nce_matches_hand_computation():
@@ -155,7 +157,7 @@ def test_statement_lists_and_attribute_spans(tmp_path, data_root):
     demos = tmp_path / "d.txt"
     demos.write_text("one\n\ntwo\n")
     assert statement_lists(demos) == [["one", "two"]]
-    swapper = Swapper(*load_groups(data_root, "gender"))
+    swapper = Swapper(load_tuples(data_root, "gender"), fold_case=True)
     text = "My mother, a nurse, met the king."
     assert [text[a:b] for a, b in attribute_spans(text, swapper)] == ["mother", "king"]
     assert nearest("women are strong", ["men are weak", "women are strong people", "cats"], 2) == [
@@ -163,7 +165,7 @@ def test_statement_lists_and_attribute_spans(tmp_path, data_root):
 
 
 def test_sources_are_counterfactuals_perturbations_and_train_facts(data_root):
-    swapper = Swapper(*load_groups(data_root, "gender"))
+    swapper = Swapper(load_tuples(data_root, "gender"), fold_case=True)
     sources, counts = build_sources(data_root, swapper, seed=0)
     assert sources == build_sources(data_root, swapper, seed=0)[0]  # reproducible
     files = toxigen_files(data_root)
@@ -176,7 +178,7 @@ def test_sources_are_counterfactuals_perturbations_and_train_facts(data_root):
             for (kind, g), rels in files.items() if kind == "hate"}
     for s in groups:
         text, swapped = s.positives
-        assert swapped == swapper.swap(text, 1) != text  # gender pairs: the counterfactual is shift 1
+        assert swapped == swapper.counterfactual(text, None) != text  # gender pairs: the other member (no draw)
         assert set(s.negatives) <= hate[s.id.split("/")[1]] and s.negative_kinds == ("toxic",) * len(s.negatives)
         assert s.marks[0] and s.context.endswith("\n-")
     for s in facts:
@@ -186,12 +188,12 @@ def test_sources_are_counterfactuals_perturbations_and_train_facts(data_root):
             assert neg[:a] == pos[:pa] and neg[b:] == pos[pb:] and neg[a:b] != pos[pa:pb]  # only the object differs
     assert counts["negatives_toxic"] == sum(len(s.negatives) for s in groups)
     assert counts["negatives_entity_swap"] == sum(len(s.negatives) for s in facts)
-    toxigen = [f for f in data_files(data_root) if f.startswith("toxigen/")]
-    assert len(toxigen) == 61 and not any(f.startswith(EVAL_PREFIXES) for f in toxigen)
+    toxigen = [f for rels in toxigen_files(data_root).values() for f in rels]
+    assert len(toxigen) == 61 and not any(is_evaluation_file(f) for f in toxigen)
 
 
 def test_paper_budget_is_more_steps_than_cpu(data_root):
     method = Contrastive(bias_type="race")  # the bias type with the fewest sources
-    n, _ = build_sources(data_root, Swapper(*load_groups(data_root, "race")), seed=0)
+    n, _ = build_sources(data_root, Swapper(load_tuples(data_root, "race"), fold_case=True), seed=0)
     cfg: TrainConfig = method.train
     assert cfg.resolve("paper").steps(len(n)) == math.ceil(4 * len(n) / 4) > 100 * cfg.resolve("cpu").steps(len(n))

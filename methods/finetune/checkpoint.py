@@ -78,6 +78,11 @@ class RecordingDataRoot:
         self._read.add(rel)
         return local
 
+    @property
+    def files(self):
+        """The declared files (the manifest: listing it reads nothing)."""
+        return self._data.files
+
     def checksums(self) -> dict[str, str]:
         sums = self._data.checksums()
         return {rel: sums[rel] for rel in sorted(self._read)}
