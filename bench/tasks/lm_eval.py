@@ -122,7 +122,9 @@ def metric_specs(out: dict[str, Any], records: list[dict], group: Group) -> tupl
             spec = MetricSpec(key, group, direction, f"lm-eval {task}: {metric} (filter {filt}), mean over documents",
                               field=_field(metric, filt), where=where)
             rows = select(spec, records)
-            if not rows or any(spec.field not in r for r in rows) or not math.isclose(aggregate(spec, rows), float(value), rel_tol=1e-9, abs_tol=1e-12):
+            is_mean = bool(rows) and all(spec.field in r for r in rows) and math.isclose(
+                aggregate(spec, rows), float(value), rel_tol=1e-9, abs_tol=1e-12)
+            if not is_mean:
                 spec = MetricSpec(key, group, direction, f"lm-eval {task}: {metric} (filter {filt}), as lm-eval "
                                   "aggregates it (not a mean over documents: no intervals)", aggregate="none")
             specs.append(spec)
