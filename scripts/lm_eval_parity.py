@@ -1,5 +1,5 @@
 """Parity numbers of bench/lm_eval_bridge.py on smollm2-135m (the issue-19 note):
-A: a local TruthfulQA-MC1 lm-eval task (first N questions, no primer) through HarnessLM vs lm-eval's HF
+A: a local TruthfulQA-MC1 lm-eval task (a seeded sample of N questions, no primer) through HarnessLM vs lm-eval's HF
 backend on the same in-memory model (per-request log-likelihoods), and on Self-Debias through the lm_eval
 benchmark; B: lm-eval's HF backend as a ScoringLM (HarnessScoringLM) vs the native engine on CrowS and StereoSet.
 Usage: PYTHONPATH=. python scripts/lm_eval_parity.py 40
