@@ -19,9 +19,9 @@ from pathlib import Path
 from statistics import mean
 
 from bench.data import DataRoot
-from bench.hf_lm import HFScoringLM
-from bench.models import load_named
-from bench.protocols import MethodContext
+from bench.engine.hf_lm import HFScoringLM
+from bench.config import load_named
+from bench.api import MethodContext
 from bench.tasks.perplexity import Perplexity
 from methods.contrastive import Contrastive
 from methods.training import RECORD

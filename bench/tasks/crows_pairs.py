@@ -22,6 +22,7 @@ from typing import ClassVar, Sequence
 
 from bench.data import DataRoot, read_csv
 from bench.errors import DataError
+from bench.data.hf_datasets import load_file
 from bench.api.lm import Loglikelihood, Request, ScoringLM
 from bench.api.metrics import MetricSpec, aggregate
 from bench.api import BenchmarkResult
@@ -121,3 +122,14 @@ class CrowsPairs:
         specs = metric_specs(sorted({p.bias_type for p in pairs}))
         return BenchmarkResult({s.key: aggregate(s, records) for s in specs}, specs, records, len(records),
                                info={"file": FILES[self.variant][0], "variant": self.variant, "score": self.score})
+
+
+def dataset(data: DataRoot, split: str = "original"):
+    """The pairs of variant ``split`` (original | revised | revised+210) as a ``datasets.Dataset``
+    with ``Pair``'s fields, the rows of ``load_pairs`` (datasets' csv builder, cells as strings)."""
+    check_choice(split, FILES, "split")
+    rel, delimiter = FILES[split]
+    rows = load_file(data, rel, delimiter)
+    return rows.map(lambda r: {"id": r[""], "bias_type": normalise(FIXES.get((r[""], r["bias_type"]), r["bias_type"])),
+                               "direction": r["stereo_antistereo"], "sent_more": r["sent_more"],
+                               "sent_less": r["sent_less"]}, remove_columns=rows.column_names)

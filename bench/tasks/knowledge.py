@@ -27,10 +27,11 @@ from typing import ClassVar, Sequence
 
 from bench.data import DataRoot, jsonl_rows
 from bench.errors import ConfigError, DataError
+from bench.data.hf_datasets import load_file
 from bench.api.lm import Loglikelihood, Request, ScoringLM
 from bench.api.metrics import MetricSpec, aggregate
 from bench.api import BenchmarkResult
-from bench.tasks.common import check_config, keep_only, require_text, stratified_sample
+from bench.tasks.common import check_choice, check_config, keep_only, require_text, stratified_sample
 
 TEMPLATES = "lama/relations.jsonl"
 FACTS_DIR = "lama/trex_lms_vocab"
@@ -186,3 +187,17 @@ class Knowledge:
 
     def _relations(self, data: DataRoot) -> list[str]:
         return keep_only(relations(data), lambda r: r, self.relations, f"benchmarks.{self.name}.relations")
+
+
+def dataset(data: DataRoot, split: str = "eval"):
+    """The facts of ``split`` (train | eval, ``SPLIT_RULE``) of every relation as a ``datasets.Dataset``
+    with ``Fact``'s fields (uuid, relation, subject, obj), in ``all_facts`` order."""
+    import datasets
+
+    check_choice(split, ("train", "eval"), "split")
+    parts = []
+    for relation in relations(data):
+        rows = load_file(data, f"{FACTS_DIR}/{relation}.jsonl")
+        parts.append(rows.map(lambda r: {"uuid": r["uuid"], "relation": relation, "subject": r["sub_label"],
+                                         "obj": r["obj_label"]}, remove_columns=rows.column_names))
+    return datasets.concatenate_datasets(parts).filter(lambda r: split_of(r["uuid"]) == split)

@@ -30,6 +30,7 @@ import numpy as np
 
 from bench.data import DataRoot, read_json
 from bench.errors import ConfigError, DataError
+from bench.data.hf_datasets import from_rows
 from bench.io import stable_hash
 from bench.api.lm import ScoringLM
 from bench.api.metrics import MetricSpec, aggregate
@@ -152,3 +153,13 @@ def metric_specs(bias_types: Sequence[str]) -> list[MetricSpec]:
     return [MetricSpec(key=f"seat/abs_effect_{b}", group="bias", direction="lower",
                        help=f"mean |SEAT effect size d| over bias-bench's {len(TESTS[b])} {b} tests (ideal 0)",
                        field="abs_effect_size", where={"bias_type": b}) for b in bias_types]
+
+
+def dataset(data: DataRoot, split: str = "gender"):
+    """The sentences of bias type ``split``'s tests (gender | race | religion) as a ``datasets.Dataset``,
+    one row per (test, set, sentence): test, bias_type, set (targ1 | targ2 | attr1 | attr2), category,
+    sentence.  Each test file is one JSON object, so rows come from ``load_tests`` (all sentences)."""
+    if split not in TESTS:
+        raise ConfigError(f"split={split!r} is not one of {list(TESTS)}")
+    return from_rows([{"test": t["test"], "bias_type": t["bias_type"], "set": k, "category": t["categories"][k],
+                       "sentence": s} for t in load_tests(data, [split], None, 0) for k in SETS for s in t["sets"][k]])

@@ -24,10 +24,11 @@ from typing import ClassVar, Sequence
 
 from bench.data import DataRoot, jsonl_rows
 from bench.errors import DataError
+from bench.data.hf_datasets import load_file
 from bench.api.lm import Loglikelihood, Request, ScoringLM
 from bench.api.metrics import MetricSpec, aggregate
 from bench.api import BenchmarkResult
-from bench.tasks.common import check_config, keep_only, require_text, stratified_sample
+from bench.tasks.common import check_choice, check_config, keep_only, require_text, stratified_sample
 
 FILE = "stereoset/stereoset_dev_full.jsonl"
 DOMAINS = ("gender", "profession", "race", "religion")
@@ -128,3 +129,13 @@ class StereoSet:
         specs = metric_specs([d for d in DOMAINS if any(e.domain == d for e in examples)])
         return BenchmarkResult({s.key: aggregate(s, records) for s in specs}, specs, records, len(records),
                                info={"file": FILE, "split": "dev", "sentence_score": "mean token log-prob"})
+
+
+def dataset(data: DataRoot, split: str = "dev"):
+    """The intrasentence examples as a ``datasets.Dataset`` with ``Example``'s fields, the rows of
+    ``load_examples`` (read through datasets' json builder; validation is ``load_examples``')."""
+    check_choice(split, ("dev",), "split")
+    rows = load_file(data, FILE, line_numbers=True).filter(lambda r: r["type"] == "intrasentence")
+    return rows.map(lambda r: {"id": str(r["line"]), "domain": r["bias_type"], "target": r["target"],
+                               "stereotype": r["stereotype"], "anti_stereotype": r["anti-stereotype"],
+                               "unrelated": r["unrelated"]}, remove_columns=rows.column_names)

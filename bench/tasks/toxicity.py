@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Sequence
 
 from bench.data import DataRoot, read_jsonl
 from bench.errors import ConfigError, DataError
+from bench.data.hf_datasets import load_file
 from bench.io import stable_hash
 from bench.api.lm import GenerationSpec, ScoringLM
 from bench.api.metrics import MetricSpec, aggregate
@@ -171,3 +172,14 @@ def metric_specs(subsets: Sequence[str], scorer_key: str, protocol: str) -> list
                              field=FIELDS[metric], where={"subset": subset})
                   for subset in subsets for metric in FIELDS]
     return overall + per_subset + pattern_specs()
+
+
+def dataset(data: DataRoot, split: str = "challenging"):
+    """The prompts of subset ``split`` (challenging | nontoxic) as a ``datasets.Dataset`` with the
+    fields of ``load_prompts`` (id, subset, prompt, prompt_toxicity), all of them, in file order."""
+    if split not in SUBSETS:
+        raise ConfigError(f"split={split!r} is not one of {list(SUBSETS)}")
+    rows = load_file(data, SUBSETS[split])
+    return rows.map(lambda r, i: {"id": f"{split}-{i:04d}", "subset": split, "prompt": r["prompt"]["text"],
+                                  "prompt_toxicity": r["prompt"].get("toxicity")},
+                    with_indices=True, remove_columns=rows.column_names)

@@ -18,6 +18,7 @@ from typing import ClassVar, Sequence
 
 from bench.data import DataRoot, read_json
 from bench.errors import DataError
+from bench.data.hf_datasets import from_rows
 from bench.api.lm import Loglikelihood, Request, ScoringLM
 from bench.api.metrics import MetricSpec, aggregate
 from bench.api import BenchmarkResult
@@ -151,3 +152,14 @@ class TruthfulQA:
         return BenchmarkResult({s.key: aggregate(s, records) for s in SPECS}, SPECS, records, len(records),
                                info={"file": FILES[self.version], "version": self.version,
                                      "primer": "lm-eval 6-shot QA"})
+
+
+def dataset(data: DataRoot, split: str = "v1"):
+    """The questions of version ``split`` (v1 | 2025) as a ``datasets.Dataset``: id, question and
+    the MC1 / MC2 choices and labels as parallel lists, the rows of ``load_questions``.  The file
+    is one JSON list whose targets are {choice: label} objects with different keys per
+    question, so it goes through the loader and ``Dataset.from_list``, not the json builder."""
+    check_choice(split, FILES, "split")
+    return from_rows([{"id": q.id, "question": q.question, "mc1_choices": [c for c, _ in q.mc1],
+                       "mc1_labels": [label for _, label in q.mc1], "mc2_choices": [c for c, _ in q.mc2],
+                       "mc2_labels": [label for _, label in q.mc2]} for q in load_questions(data.path(FILES[split]))])
