@@ -1,15 +1,22 @@
 """Configuration: where ``conf/`` is, the model configs by name, and the typed schemas of the
-benchmarks that Hydra composes the YAML files onto.
+benchmarks and methods that Hydra composes the YAML files onto.
 
-Every benchmark's defaults live in one place, its dataclass: ``register_schemas`` stores a
-structured config ``schema/benchmark/<name>`` (``_target_`` + the dataclass fields with their
-defaults and types) for each class ``bench.tasks.benchmark_classes`` finds, and
-``conf/benchmark/<name>.yaml`` starts from it (``defaults: [/schema/benchmark@_here_: <name>]``)
-and overrides only what it must, so a wrong type (``benchmarks.stereoset.n=abc``) fails at compose.
+Every benchmark's and method's defaults live in one place, its dataclass: ``register_schemas``
+stores a structured config (``_target_`` + the dataclass fields with their defaults and types,
+nested dataclasses such as a method's ``TrainConfig`` included) as ``schema/benchmark/<name>``
+for each class ``bench.tasks.benchmark_classes`` finds and ``schema/method/<ClassName>`` for each
+method class of the ``methods`` package.  ``conf/benchmark/<name>.yaml`` and
+``conf/method/<name>.yaml`` start from it (``defaults: [/schema/method@_here_: CDA]``) and
+override only what they must; every field can be overridden on the command line without ``+``,
+and a wrong type (``benchmarks.stereoset.n=abc``) fails at compose.  A plugin outside the
+package (README "Extending") uses a plain YAML with ``_target_``.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import pkgutil
+import typing
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -54,17 +61,32 @@ def load_named(name: str, **overrides: Any) -> LoadedModel:
 
 def schema(cls: type) -> type:
     """A structured-config dataclass for ``cls``: ``_target_`` plus ``cls``'s fields, types and defaults."""
+    hints = typing.get_type_hints(cls)  # annotations are strings (postponed evaluation): resolve in cls's module
     fields = [("_target_", str, dataclasses.field(default=f"{cls.__module__}.{cls.__qualname__}"))]
     for f in dataclasses.fields(cls):
         default = (dataclasses.field(default=f.default) if f.default is not dataclasses.MISSING
                    else dataclasses.field(default_factory=f.default_factory))
-        fields.append((f.name, f.type, default))
+        fields.append((f.name, hints[f.name], default))
     return dataclasses.make_dataclass(f"{cls.__name__}Schema", fields)
+
+
+def method_classes() -> dict[str, type]:
+    """Class name -> class, for every dataclass of the ``methods`` package with ``prepare``."""
+    import methods
+
+    found: dict[str, type] = {}
+    for info in pkgutil.walk_packages(methods.__path__, "methods."):
+        module = importlib.import_module(info.name)
+        for obj in vars(module).values():
+            if isinstance(obj, type) and obj.__module__ == module.__name__ and dataclasses.is_dataclass(obj) \
+                    and callable(getattr(obj, "prepare", None)):
+                found[obj.__name__] = obj
+    return dict(sorted(found.items()))
 
 
 @cache
 def register_schemas() -> None:
-    """Store ``schema/benchmark/<name>`` for every benchmark class (idempotent)."""
+    """Store ``schema/benchmark/<name>`` and ``schema/method/<ClassName>`` (idempotent)."""
     from hydra.core.config_store import ConfigStore
 
     from bench.tasks import benchmark_classes
@@ -72,6 +94,8 @@ def register_schemas() -> None:
     store = ConfigStore.instance()
     for name, cls in benchmark_classes().items():
         store.store(group="schema/benchmark", name=name, node=schema(cls))
+    for name, cls in method_classes().items():
+        store.store(group="schema/method", name=name, node=schema(cls))
 
 
 register_schemas()  # at import, as Hydra's ConfigStore expects: every compose of conf/ sees the schemas

@@ -282,18 +282,29 @@ def test_schedule_warms_up_then_decays_to_zero():
                                       ("nc", NC)])
 def test_yaml_configs_instantiate_to_the_dataclass_defaults(name, cls):
     import yaml
+    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
     from bench.config import CONF_DIR
 
     raw = yaml.safe_load((CONF_DIR / "method" / f"{name}.yaml").read_text())
-    for parent in raw.pop("defaults", []):
-        raw = {**yaml.safe_load((CONF_DIR / "method" / f"{parent}.yaml").read_text()), **raw}
-    if "bias_type" in raw:
-        raw["bias_type"] = "gender"
     assert "train" not in raw  # YAML only overrides; the defaults live in the dataclasses
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"method={name}", "bias_type=gender"])
     expected = cls(nc3_weight=raw["nc3_weight"]) if "nc3_weight" in raw else cls()
-    assert asdict(instantiate(raw, _convert_="all")) == asdict(expected)
+    assert asdict(instantiate(cfg.method, _convert_="all")) == asdict(expected)
+
+
+def test_method_fields_override_without_plus():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from bench.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["method=cda", "method.train.lr=1e-4", "method.max_examples=7"])
+    method = instantiate(cfg.method, _convert_="all")
+    assert method.train == TrainConfig(lr=1e-4) and method.max_examples == 7
 
 
 def test_bf16_autocast_trains(tiny_loaded, data_root, tmp_path):
