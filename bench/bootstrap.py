@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.metrics import MetricSpec, aggregate, select
+from bench.metrics import MetricSpec, aggregate, icat, select
 
 Groups = dict[str, list[dict]]  # example id -> its records
 
@@ -41,31 +41,50 @@ def resample_counts(n: int, n_boot: int, seed: int, stream: str) -> np.ndarray:
     return counts
 
 
-def _stats(spec: MetricSpec, rows: list[dict]) -> list[float]:
-    """Additive sufficient statistics of one id's selected records."""
-    if spec.aggregate == "mean":
-        return [sum(float(r[spec.field]) for r in rows), len(rows)]
-    if spec.aggregate == "exp_ratio":
-        return [sum(float(r[spec.field]) for r in rows), sum(float(r["n_tokens"]) for r in rows)]
-    return [sum(float(r["stereo_wins"]) for r in rows), sum(float(r["lm_wins"]) for r in rows), len(rows)]
+def _fields(spec: MetricSpec) -> list[str]:
+    return ["stereo_wins", "lm_wins"] if spec.aggregate == "icat" else [spec.field]
 
 
-def _from_totals(spec: MetricSpec, t: np.ndarray) -> np.ndarray:
-    """Metric value from summed statistics t [n_boot, k]; NaN where no record applied."""
+def _grouped(spec: MetricSpec) -> bool:
+    return spec.aggregate == "macro" or (spec.aggregate == "icat" and spec.by is not None)
+
+
+def _stats(spec: MetricSpec, rows: list[dict], index: dict) -> np.ndarray:
+    """Additive sufficient statistics of one id's selected records, [(F + 1) * G] flattened from
+    [F + 1, G]: per ``by`` group g (``index``: group value -> g; G = 1 when ungrouped), the sum of
+    each of the F fields, then the weight (records; tokens for exp_ratio)."""
+    fields = _fields(spec)
+    out = np.zeros((len(fields) + 1, len(index)))
+    for r in rows:
+        g = index[r[spec.by]] if _grouped(spec) else 0
+        for k, f in enumerate(fields):
+            out[k, g] += float(r[f])
+        out[-1, g] += float(r["n_tokens"]) if spec.aggregate == "exp_ratio" else 1.0
+    return out.ravel()
+
+
+def _from_totals(spec: MetricSpec, t: np.ndarray, n_groups: int) -> np.ndarray:
+    """Metric value from summed statistics t [n_boot, (F + 1) * G]: each field's mean per group,
+    averaged over the groups present in the resample; NaN where no record applied."""
+    t = t.reshape(len(t), -1, n_groups)
+    present = t[:, -1] > 0  # [n_boot, G]
     with np.errstate(divide="ignore", invalid="ignore"):
-        if spec.aggregate == "mean":
-            return np.where(t[:, 1] > 0, spec.scale * t[:, 0] / t[:, 1], np.nan)
-        if spec.aggregate == "exp_ratio":
-            return np.where(t[:, 1] > 0, np.exp(-t[:, 0] / t[:, 1]), np.nan)
-        ss, lms = 100 * t[:, 0] / t[:, 2], 100 * t[:, 1] / t[:, 2]
-        return np.where(t[:, 2] > 0, lms * np.minimum(ss, 100 - ss) / 50, np.nan)
+        means = np.where(present[:, None], t[:, :-1] / t[:, -1:], 0.0).sum(-1) / present.sum(-1)[:, None]
+    if spec.aggregate == "exp_ratio":
+        return np.exp(-means[:, 0])
+    if spec.aggregate == "icat":
+        return icat(100 * means[:, 0], 100 * means[:, 1])
+    return spec.scale * means[:, 0]
 
 
 def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.ndarray) -> np.ndarray:
     """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``."""
-    if spec.aggregate in ("mean", "exp_ratio", "icat"):
-        stats = np.array([_stats(spec, select(spec, groups[i])) for i in ids], dtype=float)
-        return _from_totals(spec, counts @ stats)
+    if spec.aggregate in ("mean", "macro", "exp_ratio", "icat"):
+        rows = [select(spec, groups[i]) for i in ids]
+        keys = (sorted({r[spec.by] for rs in rows for r in rs}, key=str) if _grouped(spec) else []) or [None]
+        index = {k: g for g, k in enumerate(keys)}
+        stats = np.array([_stats(spec, rs, index) for rs in rows], dtype=float).reshape(len(ids), -1)
+        return _from_totals(spec, counts @ stats, len(keys))
     return np.array([aggregate(spec, [r for i, c in zip(ids, row) for _ in range(c) for r in groups[i]])
                      for row in counts])
 

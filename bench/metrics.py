@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 import dataclasses
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Sequence
 
+import numpy as np
+
 Direction = Literal["higher", "lower", "target"]
 Group = Literal["bias", "toxicity", "truthfulness", "knowledge", "fluency", "diagnostic", "method"]
-Aggregate = Literal["mean", "exp_ratio", "icat", "none"]
+Aggregate = Literal["mean", "macro", "exp_ratio", "icat", "none"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +30,14 @@ class MetricSpec:
     target: float | None = None  # ideal value when direction == "target" (e.g. 50 for SS)
     field: str | None = None  # record field holding the per-example value
     where: dict[str, Any] = dataclasses.field(default_factory=dict)  # record filter (e.g. {"domain": "gender"})
-    aggregate: Aggregate = "mean"  # mean(field) * scale; exp_ratio: exp(-sum(field)/sum(field_n)); icat
+    aggregate: Aggregate = "mean"  # mean(field) * scale; macro: mean over `by` groups of mean(field) * scale;
+    #                                exp_ratio: exp(-sum(field)/sum(n_tokens)); icat: see ``aggregate``
     scale: float = 1.0  # multiplier of a mean (100 for percentages)
+    by: str | None = None  # macro, icat: record field whose groups are averaged (e.g. StereoSet's target term)
+
+    def __post_init__(self) -> None:
+        if self.aggregate == "macro" and self.by is None:
+            raise ValueError(f"metric {self.key}: aggregate 'macro' needs a `by` field")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,19 +47,35 @@ def select(spec: MetricSpec, records: Sequence[dict]) -> list[dict]:
     return [r for r in records if all(r.get(k) == v for k, v in spec.where.items())]
 
 
+def icat(ss, lms):
+    """StereoSet ICAT = LMS min(SS, 100 - SS) / 50 (SS, LMS in %; floats or numpy arrays)."""
+    return lms * np.minimum(ss, 100 - ss) / 50
+
+
+def _mean(rows: Sequence[dict], field: str, by: str | None) -> float:
+    """mean(field) over rows, or with ``by`` the mean over groups of rows (equal ``r[by]``) of
+    each group's mean (the StereoSet script's per-target-term macro-average)."""
+    if by is None:
+        return sum(float(r[field]) for r in rows) / len(rows)
+    groups: dict[Any, list[float]] = defaultdict(list)
+    for r in rows:
+        groups[r[by]].append(float(r[field]))
+    return sum(sum(v) / len(v) for v in groups.values()) / len(groups)
+
+
 def aggregate(spec: MetricSpec, records: Sequence[dict]) -> float:
-    """The metric's value on ``records`` (NaN when no record applies)."""
+    """The metric's value on ``records`` (NaN when no record applies).  ``icat``: ICAT of
+    SS = 100 mean(stereo_wins) and LMS = 100 mean(lm_wins), each a macro-average over the
+    groups of ``spec.by`` when it is set (``stereoset_evaluation.py``'s macro ICAT)."""
     rows = select(spec, records)
     if not rows or spec.aggregate == "none":
         return math.nan
-    if spec.aggregate == "mean":
-        return spec.scale * sum(float(r[spec.field]) for r in rows) / len(rows)
+    if spec.aggregate in ("mean", "macro"):
+        return spec.scale * _mean(rows, spec.field, spec.by if spec.aggregate == "macro" else None)
     if spec.aggregate == "exp_ratio":  # perplexity: exp(total NLL / total tokens); field = logprob, n_tokens
         return math.exp(-sum(r[spec.field] for r in rows) / sum(r["n_tokens"] for r in rows))
-    if spec.aggregate == "icat":  # StereoSet ICAT = LMS * min(SS, 100 - SS) / 50 from per-example fields
-        ss = 100 * sum(r["stereo_wins"] for r in rows) / len(rows)
-        lms = 100 * sum(r["lm_wins"] for r in rows) / len(rows)
-        return lms * min(ss, 100 - ss) / 50
+    if spec.aggregate == "icat":
+        return float(icat(100 * _mean(rows, "stereo_wins", spec.by), 100 * _mean(rows, "lm_wins", spec.by)))
     raise ValueError(f"unknown aggregate {spec.aggregate!r} for metric {spec.key}")
 
 
