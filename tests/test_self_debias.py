@@ -163,3 +163,19 @@ def test_method_prepare_and_config(tiny_loaded, data_root, tmp_path):
                      ({"epsilon": 0.0}, "method.epsilon"), ({"lam": "big"}, "method.lam")]:
         with pytest.raises(ConfigError, match=key):
             SelfDebias(**bad)
+
+
+def test_bare_requests_debias_each_part(tiny_lm):
+    """A bare request (StereoSet's bias_bench protocol) is the start-token pair of its first token
+    plus the pair of its later tokens after the first, each debiased; the prefix goes before the
+    sentence's first token (no start token), as in bias-bench's Self-Debias StereoSet runner."""
+    sd = SelfDebiasLM(tiny_lm, [PREFIX], [PREFIX], lam=LAM)
+    ids = tuple(tiny_lm.encode(PREFIX))
+    sentence = "The cat sat on the mat."
+    tokens = tuple(tiny_lm.encode(sentence))
+    (got,) = sd.loglikelihood([Request("", sentence, bare=True)])
+    want = (manual_logprob(tiny_lm, ((tiny_lm.prefix_id,), tokens[:1]), ids)
+            + manual_logprob(tiny_lm, (tokens[:1], tokens[1:]), ids))
+    assert got.logprob == pytest.approx(want, abs=1e-3)
+    assert got.n_tokens == len(tokens)
+    assert abs(got.logprob - sd.loglikelihood([Request("", sentence)])[0].logprob) > 1e-2
