@@ -185,3 +185,12 @@ def test_truthfulqa_matches_a_naive_per_request_scorer(tiny_lm, data_root):
         probs = np.exp([lls[c] for c, _ in q.mc2])
         true = np.array([label for _, label in q.mc2]) == 1
         assert record["mc2"] == pytest.approx(probs[true].sum() / probs.sum(), abs=1e-5)
+
+
+def test_unknown_protocol_is_a_one_line_config_error():
+    from bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"benchmarks.stereoset.protocol='micro' is not one of \['bias_bench', 'clean'\]"):
+        stereoset.StereoSet(protocol="micro")
+    with pytest.raises(ConfigError, match=r"benchmarks.seat.protocol='x'"):
+        seat.SEAT(protocol="x")
