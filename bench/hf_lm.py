@@ -4,8 +4,7 @@ k-sample generation, all under ``torch.inference_mode()``.
 Scoring engine.  Requests are tokenised as lm-evaluation-harness does (trailing context
 whitespace moves to the continuation; the continuation's tokens are the whole text's
 tokens after the context's; an empty context is the sentence-start token; a ``bare`` request
-is two pairs, start token -> first token and first tokens -> the rest, see ``token_pairs``).  Each distinct
-request reads x = context + continuation[:-1] and needs the logits at x's last m positions.
+is two ordinary pairs, see ``token_pairs``).  Each distinct request reads x = context + continuation[:-1] and needs the logits at x's last m positions.
 Requests are sorted by x, and every token that inputs share runs once:
 
 * stem: a run of inputs sharing >= ``STEM_MIN`` tokens (TruthfulQA's 6-shot primer) runs
@@ -283,8 +282,9 @@ class HFScoringLM:
 
     def token_pairs(self, request: Request) -> list[TokenPair]:
         """The pairs whose log-probabilities sum to the request's: ``encode_pair``'s one pair; for a
-        ``bare`` request with continuation tokens t (the text's own tokens, no special tokens), the
-        start token -> (t1,) and, for two or more tokens, (t1..t_{n-1} read) (t1,) -> t2..tn."""
+        ``bare`` request whose text has tokens t1..tn (no special tokens), the pair start token ->
+        (t1,) and, when n >= 2, the pair (t1,) -> (t2..tn), which the model reads as t1..t_{n-1}
+        with no start token."""
         if not request.bare:
             return [self.encode_pair(request)]
         if request.context:
