@@ -137,7 +137,7 @@ class HarnessScoringLM:
         k = spec.num_samples
         return [list(texts[i * k:(i + 1) * k]) for i in range(len(prompts))]
 
-    def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
+    def hidden_states(self, texts: Sequence[str], start_token: bool = True) -> torch.Tensor:
         raise ConfigError("model=lm_eval has no hidden states: SEAT, NC, INLP and SentenceDebias need them")
 
 

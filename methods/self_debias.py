@@ -27,6 +27,15 @@ prefix to the encoded text; in generation the prefix text is prepended to the pr
 never the prefix; rolling windows shrink by the longest prefix when the model window
 requires it.  The plain and prefixed passes of a chunk of requests run in one
 ``token_logprobs`` call.
+
+Bare requests (StereoSet's ``bias_bench`` protocol, no start token).  Tokens 2..n are
+debiased from plain p(t | t1..) and prefixed p(t | prefix, t1..), as bias-bench's Self-Debias
+StereoSet runner (``compute_loss_self_debiasing``: the prefix's tokens, then the sentence's,
+no start token).  The first token differs, deliberately: bias-bench reads its plain
+distribution at the last position of an all-padding row (the plain row has no token yet;
+with GPT-2's end-of-text padding this approximates the start-token distribution) and its
+prefixed one after the prefix alone; here it is an ordinary start-token pair, plain
+p(t1 | start) and prefixed p(t1 | start, prefix).
 """
 from __future__ import annotations
 
@@ -37,7 +46,7 @@ from typing import Callable, ClassVar, Sequence
 import torch
 
 from bench.errors import ConfigError
-from bench.engine.hf_lm import HFScoringLM, TokenPair
+from bench.engine.hf_lm import HFScoringLM, TokenPair, join_parts
 from bench.api.lm import GenerationSpec, Loglikelihood, Request
 from bench.api import LoadedModel
 from bench.api import Debiased, MethodContext
@@ -127,7 +136,8 @@ class SelfDebiasLM:
             picked = lp.gather(-1, targets[:, None])[:, 0]
             return Loglikelihood(float(picked.sum()), bool((lp.argmax(-1) == targets).all()), len(targets))
 
-        return self._score([self.lm.encode_pair(r) for r in requests], reduce)
+        groups = [self.lm.token_pairs(r) for r in requests]
+        return join_parts([len(g) for g in groups], self._score([p for g in groups for p in g], reduce))
 
     def loglikelihood_rolling(self, texts: Sequence[str], max_length: int | None = None,
                               stride: int | None = None) -> list[tuple[float, int]]:
@@ -158,8 +168,8 @@ class SelfDebiasLM:
     # ------------------------------------------------ representation (unchanged)
     # Self-Debias edits next-token distributions only: hidden states, per-position states and
     # LM-head rows (what the SEAT and Neural-Collapse diagnostics read) are the plain model's.
-    def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.lm.hidden_states(texts)
+    def hidden_states(self, texts: Sequence[str], start_token: bool = True) -> torch.Tensor:
+        return self.lm.hidden_states(texts, start_token)
 
     def per_token_hidden_states(self, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return self.lm.per_token_hidden_states(texts)

@@ -175,7 +175,7 @@ class ProtocolOnlyLM:
     def _vec(self, key: str) -> torch.Tensor:
         return torch.randn(self.H, generator=torch.Generator().manual_seed(int(self._u(key) * 2**31)))
 
-    def hidden_states(self, texts):
+    def hidden_states(self, texts, start_token=True):
         return torch.stack([self._vec(t) for t in texts]) if texts else torch.zeros(0, self.H)
 
     def per_token_hidden_states(self, texts):

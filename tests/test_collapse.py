@@ -99,7 +99,7 @@ class WordLM:
     def lm_head_rows(self, ids):
         return torch.stack([self._vec(int(i) + 10_000) for i in ids])
 
-    def hidden_states(self, texts):
+    def hidden_states(self, texts, start_token=True):
         return torch.stack([h.mean(0) for _, h in self.per_token_hidden_states(texts)])
 
     def decode(self, ids):

@@ -281,3 +281,19 @@ def test_a_run_scores_each_benchmark_under_its_prefixes(tmp_path):
     for name, prefixes in (("perplexity", list(TOXICITY_PREFIXES)), ("stereoset", [bias_prefix("gender")])):
         want = benches[name].evaluate(SelfDebiasLM(base, prefixes), data).metrics
         assert {k: doc["metrics"][k] for k in want} == pytest.approx(want, nan_ok=True), name
+
+
+def test_bare_requests_debias_each_part(tiny_lm):
+    """A bare request (StereoSet's bias_bench protocol) is the start-token pair of its first token
+    plus the pair of its later tokens after the first, each debiased; the prefix goes before the
+    sentence's first token (no start token), as in bias-bench's Self-Debias StereoSet runner."""
+    sd = SelfDebiasLM(tiny_lm, [PREFIX], lam=LAM)
+    ids = tuple(tiny_lm.encode(PREFIX))
+    sentence = "The cat sat on the mat."
+    tokens = tuple(tiny_lm.encode(sentence))
+    (got,) = sd.loglikelihood([Request("", sentence, bare=True)])
+    want = (manual_logprob(tiny_lm, ((tiny_lm.prefix_id,), tokens[:1]), ids)
+            + manual_logprob(tiny_lm, (tokens[:1], tokens[1:]), ids))
+    assert got.logprob == pytest.approx(want, abs=1e-3)
+    assert got.n_tokens == len(tokens)
+    assert abs(got.logprob - sd.loglikelihood([Request("", sentence)])[0].logprob) > 1e-2

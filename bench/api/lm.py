@@ -16,10 +16,16 @@ import torch
 
 class Request(NamedTuple):
     """Score ``continuation`` given ``context``.  An empty context means "start of text":
-    the continuation's first token is conditioned on the model's BOS / end-of-text token."""
+    the continuation's first token is conditioned on the model's BOS / end-of-text token.
+
+    ``bare`` (empty context only) scores the continuation as a token sequence with no start
+    token in front, as bias-bench scores StereoSet with GPT-2: its first token's probability is
+    read from the model run on the start token alone, and token i (i >= 2) is conditioned on the
+    continuation's tokens 1..i-1 only."""
 
     context: str
     continuation: str
+    bare: bool = False  # empty context only: no start token before the continuation's tokens (see above)
 
 
 class Loglikelihood(NamedTuple):
@@ -96,8 +102,10 @@ class RepresentationLM(Protocol):
         """Token ids of ``text`` (no special tokens)."""
         ...
 
-    def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
-        """Mean-pooled final hidden states of each text's tokens: [len(texts), H] fp32."""
+    def hidden_states(self, texts: Sequence[str], start_token: bool = True) -> torch.Tensor:
+        """Mean-pooled final hidden states (after any debiasing projection): [len(texts), H] fp32.
+        ``start_token``: the start token runs in front and the pool covers the text's tokens;
+        False: the text's tokens run alone and the pool covers all of them (bias-bench's SEAT encoder)."""
         ...
 
     def per_token_hidden_states(self, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:

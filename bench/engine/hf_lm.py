@@ -3,8 +3,8 @@ k-sample generation, all under ``torch.inference_mode()``.
 
 Scoring engine.  Requests are tokenised as lm-evaluation-harness does (trailing context
 whitespace moves to the continuation; the continuation's tokens are the whole text's
-tokens after the context's; an empty context is the sentence-start token).  Each distinct
-request reads x = context + continuation[:-1] and needs the logits at x's last m positions.
+tokens after the context's; an empty context is the sentence-start token; a ``bare`` request
+is two ordinary pairs, see ``token_pairs``).  Each distinct request reads x = context + continuation[:-1] and needs the logits at x's last m positions.
 Requests are sorted by x, and every token that inputs share runs once:
 
 * stem: a run of inputs sharing >= ``STEM_MIN`` tokens (TruthfulQA's 6-shot primer) runs
@@ -82,6 +82,19 @@ LOGIT_BUDGET = 1 << 27  # logit values (512 MiB in fp32) one scoring forward pas
 PASS_COST = 32  # padded tokens a CPU forward pass is worth (per-pass overhead, when chunking by length)
 PASS_COST_ACCELERATOR = 4096  # the same on GPU, where padding is nearly free and passes are not
 NUCLEUS_K = 256  # candidates first searched for a row's top-p nucleus (x16 for rows it does not cover)
+
+
+def join_parts(sizes: Sequence[int], parts: Sequence[Loglikelihood]) -> list[Loglikelihood]:
+    """One answer per request from the answers to its ``sizes[i]`` consecutive token pairs
+    (log-probs and token counts add up; greedy when every part is)."""
+    out, i = [], 0
+    for n in sizes:
+        group = parts[i:i + n]
+        out.append(group[0] if n == 1 else Loglikelihood(sum(a.logprob for a in group),
+                                                         all(a.is_greedy for a in group),
+                                                         sum(a.n_tokens for a in group)))
+        i += n
+    return out
 
 
 def _plain(logprobs: torch.Tensor) -> torch.Tensor:
@@ -269,7 +282,7 @@ class HFScoringLM:
 
     def encode_pair(self, request: Request) -> TokenPair:
         """lm-evaluation-harness tokenisation of a (context, continuation) request."""
-        context, continuation = request
+        context, continuation = request.context, request.continuation
         if not continuation:
             raise ValueError(f"empty continuation in request with context {context[:60]!r}")
         if not context:
@@ -282,6 +295,20 @@ class HFScoringLM:
         if whole[:len(ctx)] != ctx or len(whole) == len(ctx):  # a token straddles the boundary
             return tuple(ctx), tuple(self.encode(continuation))
         return tuple(ctx), tuple(whole[len(ctx):])
+
+    def token_pairs(self, request: Request) -> list[TokenPair]:
+        """The pairs whose log-probabilities sum to the request's: ``encode_pair``'s one pair; for a
+        ``bare`` request whose text has tokens t1..tn (no special tokens), the pair start token ->
+        (t1,) and, when n >= 2, the pair (t1,) -> (t2..tn), which the model reads as t1..t_{n-1}
+        with no start token."""
+        if not request.bare:
+            return [self.encode_pair(request)]
+        if request.context:
+            raise ValueError(f"a bare request has an empty context, got {request.context[:60]!r}")
+        tokens = tuple(self.encode(request.continuation))
+        if not tokens:
+            raise ValueError("empty continuation in a bare request")
+        return [((self.prefix_id,), tokens[:1])] + ([(tokens[:1], tokens[1:])] if len(tokens) > 1 else [])
 
     def _fit(self, pair: TokenPair) -> TokenPair:
         """Left-truncate a context so the forward input (context + continuation minus its last
@@ -481,8 +508,10 @@ class HFScoringLM:
         return [torch.stack([found[i][p] for p in range(len(found[i]))]) for i in where]
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Loglikelihood]:
-        pairs = [self.encode_pair(r) for r in requests]
-        return [Loglikelihood(lp, greedy, len(cont)) for (lp, greedy), (_, cont) in zip(self._sum_logprobs(pairs), pairs)]
+        groups = [self.token_pairs(r) for r in requests]
+        pairs = [p for g in groups for p in g]
+        answers = [Loglikelihood(lp, greedy, len(cont)) for (lp, greedy), (_, cont) in zip(self._sum_logprobs(pairs), pairs)]
+        return join_parts([len(g) for g in groups], answers)
 
     def rolling_windows(self, text: str, max_length: int | None = None, stride: int | None = None) -> list[TokenPair]:
         """Split ``text`` (after the sentence-start token) into (context, scored tokens) windows
@@ -519,12 +548,16 @@ class HFScoringLM:
         return [(s, n) for s, n in totals]
 
     # ------------------------------------------------------------- hidden states
-    def _final_states(self, texts: Sequence[str]):
-        """Per batch of ``batch_size`` texts: (each text's ids after the start token, truncated to
-        ``max_length``; mask [b, T]; final hidden states [b, T, H] after ``hidden_transform``)."""
+    def _final_states(self, texts: Sequence[str], start_token: bool = True):
+        """Per batch of ``batch_size`` texts: (each text's ids, after the start token when
+        ``start_token``, truncated to ``max_length``; mask [b, T]; final hidden states [b, T, H]
+        after ``hidden_transform``)."""
         decoder = self.model.get_decoder()
+        head = [self.prefix_id] if start_token else []
         for start in range(0, len(texts), self.batch_size):
-            batch = [[self.prefix_id] + self.encode(t)[: self.max_length - 1] for t in texts[start:start + self.batch_size]]
+            batch = [head + self.encode(t)[: self.max_length - len(head)] for t in texts[start:start + self.batch_size]]
+            if not all(batch):
+                raise ValueError("hidden_states without a start token needs non-empty texts")
             width = max(len(b) for b in batch)
             ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, device=self.device)
             mask = torch.zeros((len(batch), width), dtype=torch.long, device=self.device)
@@ -537,12 +570,13 @@ class HFScoringLM:
             yield batch, mask, h
 
     @torch.inference_mode()
-    def hidden_states(self, texts: Sequence[str]) -> torch.Tensor:
+    def hidden_states(self, texts: Sequence[str], start_token: bool = True) -> torch.Tensor:
         pooled = []
-        for _, mask, h in self._final_states(texts):
+        for _, mask, h in self._final_states(texts, start_token):
             text_mask = mask.clone()
-            text_mask[:, 0] = 0  # pool over the text's tokens, not the sentence-start token
-            text_mask[text_mask.sum(1) == 0, 0] = 1  # an empty text pools the start token
+            if start_token:
+                text_mask[:, 0] = 0  # pool over the text's tokens, not the sentence-start token
+                text_mask[text_mask.sum(1) == 0, 0] = 1  # an empty text pools the start token
             w = text_mask.unsqueeze(-1).to(h.dtype)
             pooled.append(((h * w).sum(1) / w.sum(1)).float().cpu())
         return torch.cat(pooled) if pooled else torch.zeros(0, self.model.config.hidden_size)

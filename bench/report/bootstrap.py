@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.api.metrics import ADDITIVE, BY_RECORDS, MetricSpec, aggregate, select, totals
+from bench.api.metrics import (ADDITIVE, BY_RECORDS, GROUPED, MetricSpec, aggregate, group_totals, is_grouped,
+                                macro_means, select, totals)
 
 Groups = dict[str, list[dict]]  # example id -> its records
 
@@ -48,6 +49,19 @@ def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.
         return np.array([aggregate(spec, [r for i, c in zip(ids, row) for _ in range(c) for r in groups[i]])
                          for row in counts])
     rows_by_id = [select(spec, groups[i]) for i in ids]
+    if is_grouped(spec):  # per id: [G, F + 1] group totals, summed over each resample's drawn ids
+        per_id = [group_totals(spec, rows) for rows in rows_by_id]
+        keys = {g: j for j, g in enumerate(dict.fromkeys(g for d in per_id for g in d))}
+        if not keys:
+            return np.full(len(counts), np.nan)
+        width = len(GROUPED[spec.aggregate].fields(spec)) + 1
+        stats = np.zeros((len(ids), len(keys), width))
+        for i, d in enumerate(per_id):
+            for g, v in d.items():
+                stats[i, keys[g]] = v
+        t = (counts @ stats.reshape(len(ids), -1)).reshape(len(counts), len(keys), width)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return GROUPED[spec.aggregate].finish(spec, macro_means(t))
     some = next((rows for rows in rows_by_id if rows), None)
     if some is None:
         return np.full(len(counts), np.nan)
@@ -63,7 +77,7 @@ def paired_replicates(spec: MetricSpec, base: Groups, other: Groups, n_boot: int
 
     None when the metric cannot be recomputed (aggregate "none", or no shared id)."""
     ids = sorted(set(base) & set(other))
-    if spec.aggregate not in ADDITIVE and spec.aggregate not in BY_RECORDS or not ids:
+    if not (spec.aggregate in ADDITIVE or spec.aggregate in GROUPED or spec.aggregate in BY_RECORDS) or not ids:
         return None
     counts = resample_counts(len(ids), n_boot, seed, stream)
     return replicates(spec, base, ids, counts), replicates(spec, other, ids, counts)

@@ -1,6 +1,12 @@
 """SEAT: the Sentence Encoder Association Test (May et al. 2019) on the model's sentence
 encodings, ``lm.hidden_states`` (mean-pooled last layer, after any debiasing projection).
 
+``protocol: bias_bench`` (default) encodes as bias-bench's ``bias_bench/benchmark/seat/seat.py``
+``_encode``: each sentence's own tokens (``tokenizer(text)``, no start token), last hidden state
+mean-pooled over all of them, L2-normalised; each set is deduplicated (bias-bench keys a set's
+encodings by sentence text, first occurrence kept).  ``protocol: clean`` (today's variant)
+runs the start token in front, pools over the text's tokens and keeps duplicates.
+
 For target sets X, Y and attribute sets A, B of a test, with cosine similarity cos:
 
     s(w, A, B) = mean_{a in A} cos(w, a) - mean_{b in B} cos(w, b)
@@ -10,13 +16,14 @@ p-value (one-sided permutation test, as in sent-bias / bias-bench ``weat.py``): 
 partitions (X_i, Y_i) of X u Y with |X_i| = |X| and sum_{x in X_i} s(x) >= sum_{x in X} s(x)
 (ties count, conservative).  Exact over all partitions when there are at most
 ``n_permutations`` of them; otherwise ``n_permutations - 1`` seeded random partitions plus
-the observed one counted as exceeding (their "bias by 1").
+the observed one counted as exceeding (their "bias by 1"); the random partitions are this
+module's seeded draws, not bias-bench's ``np.random.shuffle`` stream.
 
 ``seat/abs_effect_<type>`` = mean |d| over the tests bias-bench runs for that type
 (``TESTS``, from its ``batch_jobs/_experiment_configuration.sh``); each test's d and p are in
-the records.  ``n`` caps every set of every test at n sentences (seeded draw; None: all).
-Sizes: smoke n=8 (0.5 s on tiny-random); default n=16 (923 distinct sentences, 29 s on
-smollm2-135m, one CPU thread); full n=null (3,116 distinct sentences).
+the records.  ``n`` caps every set of every test at n sentences (seeded draw, after
+deduplication; None: all, as bias-bench).  Sizes: smoke n=8 (0.5 s on tiny-random);
+default and full n=null (3,116 distinct sentences).
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from bench.io import stable_hash
 from bench.api.lm import ScoringLM
 from bench.api.metrics import MetricSpec, aggregate
 from bench.api import BenchmarkResult
-from bench.tasks.common import check_config
+from bench.tasks.common import check_choice, check_config
 
 TESTS = {
     "gender": ("sent-weat6", "sent-weat6b", "sent-weat7", "sent-weat7b", "sent-weat8", "sent-weat8b"),
@@ -44,6 +51,7 @@ TESTS = {
     "religion": ("sent-religion1", "sent-religion1b", "sent-religion2", "sent-religion2b"),
 }
 SETS = ("targ1", "targ2", "attr1", "attr2")
+PROTOCOLS = ("bias_bench", "clean")
 _BATCH = 8192  # random partitions per vectorised step
 
 
@@ -55,9 +63,11 @@ class SEAT:
     seed: int = 0  # set subsampling and permutation-test seed
     bias_types: list[str] = field(default_factory=lambda: ["gender", "race", "religion"])  # which tests run
     n_permutations: int = 100_000  # partitions for the p-value (exact test when there are fewer)
+    protocol: str = "bias_bench"  # bias_bench: bias-bench's encoder, deduplicated sets | clean (module doc)
 
     def __post_init__(self) -> None:
         check_config(self)
+        check_choice(self.protocol, PROTOCOLS, f"benchmarks.{self.name}.protocol")
         unknown = [b for b in self.bias_types if b not in TESTS]
         if unknown or not self.bias_types:
             raise ConfigError(f"benchmarks.seat.bias_types={self.bias_types!r}: choose from {list(TESTS)}")
@@ -67,20 +77,24 @@ class SEAT:
             raise ConfigError(f"benchmarks.seat.n_permutations must be >= 1, got {self.n_permutations}")
 
     def evaluate(self, lm: ScoringLM, data: DataRoot) -> BenchmarkResult:
-        tests = load_tests(data, self.bias_types, self.n, self.seed)
+        bare = self.protocol == "bias_bench"
+        tests = load_tests(data, self.bias_types, self.n, self.seed, dedupe=bare)
         sentences = sorted({s for t in tests for name in SETS for s in t["sets"][name]})
-        vectors = lm.hidden_states(sentences).double().numpy()
+        vectors = lm.hidden_states(sentences, start_token=not bare).double().numpy()
         encode = dict(zip(sentences, vectors))
         records = [score_test(t, {k: np.stack([encode[s] for s in t["sets"][k]]) for k in SETS},
                               self.n_permutations, self.seed) for t in tests]
         specs = metric_specs(self.bias_types)
         return BenchmarkResult(metrics={s.key: aggregate(s, records) for s in specs}, specs=specs, records=records,
-                               n=len(records), info={"sentences": len(sentences), "n_permutations": self.n_permutations,
+                               n=len(records), info={"sentences": len(sentences), "protocol": self.protocol,
+                                                     "n_permutations": self.n_permutations,
                                                      "tests": {b: list(TESTS[b]) for b in self.bias_types}})
 
 
-def load_tests(data: DataRoot, bias_types: Sequence[str], n: int | None, seed: int) -> list[dict[str, Any]]:
-    """The selected tests, each ``{"test", "bias_type", "sets": {set: [sentences]}, "categories"}``."""
+def load_tests(data: DataRoot, bias_types: Sequence[str], n: int | None, seed: int,
+               dedupe: bool = True) -> list[dict[str, Any]]:
+    """The selected tests, each ``{"test", "bias_type", "sets": {set: [sentences]}, "categories"}``;
+    ``dedupe``: each set's repeated sentences dropped (first occurrence kept, as a dict keyed by text)."""
     tests = []
     for bias_type in bias_types:
         for test in TESTS[bias_type]:
@@ -88,7 +102,7 @@ def load_tests(data: DataRoot, bias_types: Sequence[str], n: int | None, seed: i
             raw = read_json(path)  # one pretty-printed JSON object despite the extension
             if not isinstance(raw, dict) or any(not raw.get(k, {}).get("examples") for k in SETS):
                 raise DataError(f"{path}: expected an object with non-empty {list(SETS)}[*].examples")
-            sets = {k: list(raw[k]["examples"]) for k in SETS}
+            sets = {k: list(dict.fromkeys(raw[k]["examples"]) if dedupe else raw[k]["examples"]) for k in SETS}
             if n is not None:
                 sets = {k: _draw(v, n, stable_hash([seed, test, k])) for k, v in sets.items()}
             tests.append({"test": test, "bias_type": bias_type, "sets": sets,
