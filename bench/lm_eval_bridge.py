@@ -104,14 +104,17 @@ class HarnessScoringLM:
 
     def _n_tokens(self, request: Request) -> int:
         """Continuation tokens as lm-eval's ``TemplateLM.loglikelihood`` counts them."""
-        context, continuation = request
+        context, continuation = request.context, request.continuation
         if context:
             return len(self.harness._encode_pair(context, continuation)[1])
         cont = self.harness.tok_encode(continuation, add_special_tokens=False)
         return len(cont) - (cont[:1] == [self.harness.prefix_token_id])
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Loglikelihood]:
-        instances = [Instance("loglikelihood", {}, tuple(r), i) for i, r in enumerate(requests)]
+        if any(r.bare for r in requests):  # lm-eval's API has no "no start token" request
+            raise ConfigError("model=lm_eval cannot score bare requests (StereoSet protocol=bias_bench); "
+                              "use benchmarks.stereoset.protocol=clean")
+        instances = [Instance("loglikelihood", {}, (r.context, r.continuation), i) for i, r in enumerate(requests)]
         answers = self.harness.loglikelihood(instances)
         return [Loglikelihood(float(lp), bool(greedy), self._n_tokens(r))
                 for (lp, greedy), r in zip(answers, requests)]
