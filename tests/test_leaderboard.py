@@ -302,7 +302,9 @@ def test_training_seeds_pool_into_one_row_with_a_two_level_bootstrap(results):
     ids = sorted(base)
     draws = np.random.default_rng([0, zlib.crc32(b"stereoset")]).integers(0, len(ids), (N_BOOT, len(ids)))
     seeds = np.random.default_rng([0, zlib.crc32(b"seeds/smollm2-135m/cda/gender")]).integers(0, 2, (N_BOOT, 2))
-    ss_reps = lambda recs: 100 * np.array([recs[i]["stereo_wins"] for i in ids], float)[draws].mean(1)  # noqa: E731
+    def ss_reps(recs):
+        return 100 * np.array([recs[i]["stereo_wins"] for i in ids], float)[draws].mean(1)
+
     deltas = np.stack([ss_reps(r) - ss_reps(base) for r in per_seed])  # [seed, b]
     pooled = deltas[seeds.T, np.arange(N_BOOT)].mean(0)
     c = e.changes["stereoset/ss"]

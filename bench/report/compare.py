@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 
 from bench.api.metrics import MetricSpec, distance_to_ideal
-from bench.report.bootstrap import excludes_zero, paired_replicates, percentile_interval, resample_counts
+from bench.report.bootstrap import (
+    excludes_zero,
+    paired_replicates,
+    percentile_interval,
+    resample_counts,
+)
 from bench.report.runs import Run
 
 GROUPS = ("bias", "toxicity", "truthfulness", "knowledge", "fluency", "diagnostic")  # column groups, in order

@@ -167,8 +167,9 @@ def build(results_dir: str | Path = "results", n_boot: int = 1000, seed: int = 0
                            and not k.startswith(NOT_IN_CAPABILITY)]
     bias_keys = [k for k in specs if k in bias_keys]  # column order
     capability_keys = [k for k in specs if k in capability_keys]
-    context = lambda r, s=None: (r.model, r.doc.get("suite"), r.doc.get("seed") if s is None else s,  # noqa: E731
-                                 r.code_version)
+    def context(r: Run, seed_: int | None = None) -> tuple:
+        return r.model, r.doc.get("suite"), r.doc.get("seed") if seed_ is None else seed_, r.code_version
+
     bases = {context(r): r for r in runs if r.method == BASELINE}
     controls: dict[tuple, list[Run]] = {}
     for r in runs:

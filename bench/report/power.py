@@ -32,17 +32,22 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy.stats import norm
 
 from bench.api.metrics import ADDITIVE, BY_RECORDS, MetricSpec
 from bench.errors import TaxbenchError
-from bench.report.bootstrap import paired_replicates, percentile_interval, replicates, resample_counts
-from bench.report.compare import GROUPS, BASELINE
+from bench.report.bootstrap import (
+    paired_replicates,
+    percentile_interval,
+    replicates,
+    resample_counts,
+)
+from bench.report.compare import BASELINE, GROUPS
 from bench.report.leaderboard import breakdowns
 from bench.report.runs import Run, load_runs
 
