@@ -3,6 +3,7 @@
     taxbench run [hydra overrides]          one job (defaults: smollm2-135m, method none, suite default)
     taxbench run -m [overrides]             a Hydra multirun (grid) over comma-separated values
     taxbench leaderboard [--results DIR]    results/runs/*.json -> leaderboard.{md,csv} + plots
+    taxbench power [--results DIR] [--run ID] [--n N]   interval half-width / MDE / n needed per metric
 """
 from __future__ import annotations
 
@@ -50,9 +51,15 @@ def _leaderboard(argv: list[str]) -> int:
     return 0
 
 
+def _power(argv: list[str]) -> int:
+    from bench.report.power import main as power_main
+
+    return power_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run": _run, "leaderboard": _leaderboard}
+    commands = {"run": _run, "leaderboard": _leaderboard, "power": _power}
     if not argv or argv[0] not in commands:
         print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

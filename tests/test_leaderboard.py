@@ -154,7 +154,7 @@ def test_marks_and_verdicts_follow_the_intervals(lb, table):
                and ch.effect == -1]
         assert ("pays tax" in e.verdict) == bool(tax)
         assert all(k in e.verdict.split("pays tax: ")[1].split(" worse")[0].split(", ") for k in tax)
-        assert e.verdict.startswith("lowers bias") == (e.bias.sig and e.bias.est > 0)
+        assert e.verdict.startswith("lowers bias") == (e.bias.sig and e.bias.est > 0 and not e.degenerate)
     inlp = lb.entry("smollm2-135m", "inlp")
     assert "pays tax: knowledge/acc" in inlp.verdict and inlp.changes["knowledge/acc"].effect == -1
     assert lb.entry("smollm2-135m", "none").verdict == "baseline"
@@ -276,3 +276,115 @@ def test_runs_of_older_code_versions_are_superseded_not_mixed(results):
     assert pinned.entry("smollm2-135m", "cda").base is not None and not pinned.superseded
     assert "9.9.9+new" not in {e.run.code_version for e in pinned.entries}
     assert "## Superseded runs" in R.to_markdown(lb, "cmd", "machine", "now", str(results))
+
+
+# ---------------------------------------------------------------- seeds, controls, degeneracy, header
+
+
+def _write_run(results: Path, doc: dict, **changes) -> dict:
+    new = {**doc, **changes}
+    (results / "runs" / f"{new['run_id']}.json").write_text(json.dumps(new))
+    return new
+
+
+def test_training_seeds_pool_into_one_row_with_a_two_level_bootstrap(results):
+    docs = _docs()
+    cda, inlp, none = docs["smollm2-135m", "cda"], docs["smollm2-135m", "inlp"], docs["smollm2-135m", "none"]
+    # seed 1 of cda: the inlp run's records and metrics, no `none` run at seed 1 (falls back to seed 0's)
+    _write_run(results, cda, run_id="cdaseed1", seed=1, metrics=inlp["metrics"], records_path=inlp["records_path"])
+    lb = L.build(results, n_boot=N_BOOT)
+    e = lb.entry("smollm2-135m", "cda")
+    assert len(lb.entries) == 8 and [r.doc["seed"] for r in e.seed_runs] == [0, 1] and e.run.doc["seed"] == [0, 1]
+    ss = [d["metrics"]["stereoset/ss"] for d in (cda, inlp)]
+    assert e.run.metrics["stereoset/ss"] == pytest.approx(np.mean(ss)) and e.spread("stereoset/ss") == (min(ss), max(ss))
+    # by hand: replicate b draws seeds (stream seeds/<model>/<method>/<bias type>) and the same example ids
+    base, per_seed = _records(none, "stereoset"), [_records(d, "stereoset") for d in (cda, inlp)]
+    ids = sorted(base)
+    draws = np.random.default_rng([0, zlib.crc32(b"stereoset")]).integers(0, len(ids), (N_BOOT, len(ids)))
+    seeds = np.random.default_rng([0, zlib.crc32(b"seeds/smollm2-135m/cda/gender")]).integers(0, 2, (N_BOOT, 2))
+    def ss_reps(recs):
+        return 100 * np.array([recs[i]["stereo_wins"] for i in ids], float)[draws].mean(1)
+
+    deltas = np.stack([ss_reps(r) - ss_reps(base) for r in per_seed])  # [seed, b]
+    pooled = deltas[seeds.T, np.arange(N_BOOT)].mean(0)
+    c = e.changes["stereoset/ss"]
+    assert c.delta.est == pytest.approx(np.mean(ss) - none["metrics"]["stereoset/ss"])
+    assert (c.delta.lo, c.delta.hi) == pytest.approx(tuple(np.percentile(pooled, [2.5, 97.5])))
+    md = R.to_markdown(lb, "c", "m", "t", "r")
+    assert f"(2 seeds: {R.num(min(ss))}..{R.num(max(ss))})" in md and "two-level bootstrap" in md
+    row = _row(R.to_frame(lb), "smollm2-135m", "cda")
+    assert row["seed"] == "0,1" and row["n_seeds"] == 2
+    assert len(L.build(results, n_boot=50, group_seeds=False).entries) == 9
+
+
+@pytest.mark.parametrize("same_as, beyond", [("none", True), ("cda", False)])
+def test_fine_tuning_methods_are_compared_with_the_finetune_control(results, same_as, beyond):
+    """A `finetune` control copied from a fixture run: with none's records, cda's reduction against it equals
+    its reduction against none (significant: beyond fine-tuning); with cda's own records it is 0 (not beyond)."""
+    docs = _docs()
+    src = docs["smollm2-135m", same_as]
+    _write_run(results, src, run_id="finetune0", method={"name": "finetune", "bias_type": None})
+    lb = L.build(results, n_boot=N_BOOT)
+    e = lb.entry("smollm2-135m", "cda")
+    assert e.control is not None and e.control.doc["run_id"] == "finetune0"
+    ss, ctl = e.changes["stereoset/ss"], e.control_changes["stereoset/ss"]
+    assert ctl.delta.est == pytest.approx(ss.value - src["metrics"]["stereoset/ss"])
+    assert e.bias.sig and e.bias.est > 0
+    if beyond:
+        assert ctl.delta.est == pytest.approx(ss.delta.est) and e.control_bias.sig
+        assert e.verdict.startswith("lowers bias beyond fine-tuning")
+    else:
+        assert ctl.delta.est == 0 and not e.control_bias.sig
+        assert e.verdict.startswith("lowers bias, not beyond fine-tuning")
+    assert lb.entry("smollm2-135m", "inlp").control is None  # not a fine-tuning method
+    assert lb.entry("tiny-random", "cda").control is None  # no control on that model
+    md = R.to_markdown(lb, "c", "m", "t", "r")
+    assert "bias reduction vs `finetune`" in md and f"vs finetune: Δ {R.fmt_interval(ctl.delta)}" in md
+    row = _row(R.to_frame(lb), "smollm2-135m", "cda")
+    assert row["bias_reduction_vs_finetune"] == pytest.approx(e.control_bias.est)
+    assert row["bias: stereoset/ss (→50) Δ vs finetune"] == pytest.approx(ctl.delta.est)
+
+
+def test_without_a_control_a_fine_tuning_verdict_says_so(lb):
+    assert lb.entry("smollm2-135m", "cda").verdict.startswith("lowers bias (no `finetune` control)")
+
+
+def test_degeneracy_rule():
+    from bench.report.degeneracy import DegeneracyRule
+
+    rule = DegeneracyRule()
+    base = {"perplexity/wikitext2": 20.0, "stereoset/lms": 90.0}
+    assert rule.reason({"perplexity/wikitext2": 29.9, "stereoset/lms": 80.5, "patterns/distinct_2": 0.5}, base) is None
+    assert "(> 1.5x)" in rule.reason({"perplexity/wikitext2": 30.1}, base)
+    assert "(> 10 points lower)" in rule.reason({"stereoset/lms": 79.0}, base)
+    assert "< 0.5" in rule.reason({"patterns/distinct_2": 0.49}, None)  # absolute floor, no baseline needed
+    assert rule.reason({"perplexity/wikitext2": 1e4}, None) is None  # no baseline value: no ratio check
+    assert DegeneracyRule(perplexity_ratio=3.0).reason({"perplexity/wikitext2": 50.0}, base) is None
+
+
+def test_degenerate_runs_are_labelled_and_never_win(lb, table, results):
+    docs = _docs()
+    sd, none = docs["smollm2-135m", "self_debias"]["metrics"], docs["smollm2-135m", "none"]["metrics"]
+    assert sd["perplexity/wikitext2"] > 1.5 * none["perplexity/wikitext2"]  # the fixture collapsed
+    e = lb.entry("smollm2-135m", "self_debias")
+    assert e.degenerate.startswith("perplexity/wikitext2") and e.verdict.startswith("degenerate: perplexity/wikitext2")
+    assert "lowers bias" not in e.verdict
+    assert _row(table, "smollm2-135m", "self_debias")["degenerate"] == e.degenerate
+    assert _row(table, "smollm2-135m", "cda")["degenerate"] == ""
+    assert "self_debias ⚠ degenerate" in R.to_markdown(lb, "c", "m", "t", "r")
+    from bench.report.degeneracy import DegeneracyRule
+
+    loose = L.build(results, n_boot=50, rule=DegeneracyRule(perplexity_ratio=2.0))
+    assert loose.entry("smollm2-135m", "self_debias").degenerate is None
+
+
+def test_header_prints_achieved_half_widths_and_a_toy_budget(results):
+    doc = _docs()["smollm2-135m", "cda"]
+    _write_run(results, doc, info={**doc["info"], "method": {"method/budget": "cpu", "method/steps": 30}})
+    lb = L.build(results, n_boot=N_BOOT)
+    widths = [(e.changes["stereoset/ss"].delta.hi - e.changes["stereoset/ss"].delta.lo) / 2
+              for e in lb.entries if "stereoset/ss" in e.changes]
+    assert len(widths) == 6
+    md = R.to_markdown(lb, "c", "m", "t", "r")
+    assert f"`stereoset/ss` ±{R.num(float(np.median(widths)))}" in md
+    assert "Training budget: `cpu` (30 optimizer steps): a toy budget" in md

@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 
 from bench.api.metrics import MetricSpec, distance_to_ideal
-from bench.report.bootstrap import excludes_zero, paired_replicates, percentile_interval
+from bench.report.bootstrap import (
+    excludes_zero,
+    paired_replicates,
+    percentile_interval,
+    resample_counts,
+)
 from bench.report.runs import Run
 
 GROUPS = ("bias", "toxicity", "truthfulness", "knowledge", "fluency", "diagnostic")  # column groups, in order
@@ -19,6 +24,9 @@ CAPABILITY = ("truthfulness", "knowledge", "fluency")  # groups whose loss is th
 # drawn in the intelligibility figure; a relative change of a share near 0 means nothing.
 NOT_IN_CAPABILITY = ("patterns/",)
 BASELINE = "none"
+CONTROL = "finetune"  # the fine-tuning control: plain continued LM training, same corpus, budget and trainer
+# Methods that fine-tune the model (also any run whose method info has "method/steps"): compared with CONTROL too.
+FINETUNING = ("cda", "dropout", "nc", "cda_nc3", "contrastive", "contrastive_nc3")
 
 
 @dataclass(frozen=True)
@@ -113,3 +121,28 @@ def mean_improvement(changes: list[Change], relative: bool) -> Interval | None:
     if any(c.reps is None for c in changes):
         return Interval(est)
     return Interval.of(est, average([one(c, *c.reps) for c in changes]))
+
+
+def seed_weights(n_seeds: int, n_boot: int, seed: int, stream: str) -> np.ndarray:
+    """[n_boot, n_seeds] resampling weights of training seeds: how often each seed is drawn, / n_seeds."""
+    return resample_counts(n_seeds, n_boot, seed, "seeds/" + stream) / n_seeds
+
+
+def pool_seeds(per_seed: list[dict[str, Change]], n_boot: int, seed: int, stream: str) -> dict[str, Change]:
+    """Changes of a method over training seeds (each seed's changes against its own baseline):
+    value and base are means over seeds; the replicates come from a two-level bootstrap: replicate b
+    draws the seeds with replacement (``seed_weights``, stream ``seeds/<stream>``) and averages the
+    drawn seeds' paired replicate b.  Replicate b resamples the same example ids in every seed (the
+    seeds scored the same examples), so example and seed variance both enter the interval.  Only
+    metrics every seed has are pooled; without replicates in some seed, no interval."""
+    keys = [k for k in per_seed[0] if all(k in ch for ch in per_seed)]
+    w = seed_weights(len(per_seed), n_boot, seed, stream)
+    out = {}
+    for k in keys:
+        cs = [ch[k] for ch in per_seed]
+        reps = None
+        if all(c.reps is not None and len(c.reps[0]) == n_boot for c in cs):
+            reps = tuple(np.einsum("bs,sb->b", w, np.stack([c.reps[i] for c in cs])) for i in (0, 1))
+        out[k] = Change(cs[0].spec, float(np.mean([c.base for c in cs])), float(np.mean([c.value for c in cs])),
+                        reps)
+    return out

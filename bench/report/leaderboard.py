@@ -9,10 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from bench.api.metrics import MetricSpec
 from bench.errors import TaxbenchError
-from bench.report.compare import (BASELINE, CAPABILITY, GROUPS, NOT_IN_CAPABILITY, Change, Interval, compare_runs,
-                                  mean_improvement)
+from bench.report.compare import (BASELINE, CAPABILITY, CONTROL, FINETUNING, GROUPS, NOT_IN_CAPABILITY, Change,
+                                  Interval, compare_runs, mean_improvement, pool_seeds)
+from bench.report.degeneracy import DEFAULT_RULE, DegeneracyRule
 from bench.report.runs import Run, load_runs
 from bench.report.verdict import verdict
 
@@ -37,18 +40,52 @@ def breakdowns(specs: Iterable[MetricSpec]) -> dict[str, str]:
 
 @dataclass
 class Entry:
-    """One leaderboard row: a run and its comparison with ``none``."""
+    """One leaderboard row: a run (or the pooled runs of several training seeds) and its comparison
+    with ``none`` and, for fine-tuning methods, with the ``finetune`` control."""
 
-    run: Run
-    base: Run | None  # the `none` run on the same model, suite and seed
+    run: Run  # the run; for a seed group the pooled run (``pooled_run``: mean metrics, seeds listed)
+    base: Run | None  # the `none` run on the same model, suite and seed (a seed group: pooled likewise)
     changes: dict[str, Change] = field(default_factory=dict)
     bias: Interval | None = None  # bias reduction, points of distance to ideal (> 0 = less biased)
     capability: Interval | None = None  # mean relative capability change, % (> 0 = better)
     verdict: str = ""
+    control: Run | None = None  # the `finetune` control run (fine-tuning methods only)
+    control_changes: dict[str, Change] = field(default_factory=dict)  # changes against the control
+    control_bias: Interval | None = None  # bias reduction against the control, points
+    degenerate: str | None = None  # why the degeneracy guard flags the run (None: it does not)
+    seed_runs: list[Run] = field(default_factory=list)  # the training-seed runs pooled in this row ([] = one run)
 
     @property
     def label(self) -> str:
         return self.run.method if self.run.bias_type is None else f"{self.run.method}/{self.run.bias_type}"
+
+    def spread(self, key: str) -> tuple[float, float] | None:
+        """(min, max) of ``key`` over the pooled seeds (None for a single run)."""
+        values = [r.metrics[key] for r in self.seed_runs if isinstance(r.metrics.get(key), (int, float))]
+        return (min(values), max(values)) if len(self.seed_runs) > 1 and values else None
+
+
+def seed_label(seed) -> str:
+    """"seed 0", or "seeds 0,1,2" for a pooled row."""
+    return f"seeds {','.join(map(str, seed))}" if isinstance(seed, list) else f"seed {seed}"
+
+
+def pooled_run(runs: Sequence[Run]) -> Run:
+    """One Run standing for several seed runs of a cell: the first run's document with ``metrics`` the
+    mean over the runs (metrics every run reports), ``seed`` the list of seeds and ``seed_runs`` their ids
+    (its path, and so the site's link, is the first run's file).  A single distinct run is returned as is."""
+    runs = list({id(r): r for r in runs}.values())
+    if len(runs) == 1:
+        return runs[0]
+    keys = [k for k, v in runs[0].metrics.items() if all(isinstance(r.metrics.get(k), (int, float)) for r in runs)]
+    doc = {**runs[0].doc, "metrics": {k: float(np.mean([r.metrics[k] for r in runs])) for k in keys},
+           "seed": [r.doc.get("seed") for r in runs], "seed_runs": [r.doc.get("run_id") for r in runs],
+           "run_id": "+".join(str(r.doc.get("run_id")) for r in runs)}
+    return Run(runs[0].path, doc, runs[0].specs)
+
+
+def is_finetuning(run: Run) -> bool:
+    return run.method in FINETUNING or "method/steps" in run.doc.get("info", {}).get("method", {})
 
 
 @dataclass
@@ -63,6 +100,7 @@ class Leaderboard:
     pinned: str | None  # the code version the leaderboard was pinned to, if any
     n_boot: int
     seed: int
+    rule: DegeneracyRule = DEFAULT_RULE  # the degeneracy guard applied
 
     def entry(self, model: str, method: str, bias_type: str | None = None) -> Entry:
         for e in self.entries:
@@ -77,12 +115,13 @@ class Leaderboard:
     def label(self, e: Entry) -> str:
         """The entry's method label, plus suite and seed when the leaderboard holds several."""
         run = e.run
-        return e.label + (f" [{run.doc.get('suite')}, seed {run.doc.get('seed')}]" if self.multi_suite_seed else "")
+        return e.label + (f" [{run.doc.get('suite')}, {seed_label(run.doc.get('seed'))}]"
+                          if self.multi_suite_seed else "")
 
     @property
     def multi_suite_seed(self) -> bool:
         """The rows come from more than one (suite, seed): labels and tables name them."""
-        return len({(e.run.doc.get("suite"), e.run.doc.get("seed")) for e in self.entries}) > 1
+        return len({(e.run.doc.get("suite"), str(e.run.doc.get("seed"))) for e in self.entries}) > 1
 
     def headline(self, key: str) -> bool:
         """A whole-benchmark metric (not a per-subset breakdown)."""
@@ -103,9 +142,13 @@ def _column_order(runs: Sequence[Run]) -> tuple[dict[str, MetricSpec], dict[str,
 
 def build(results_dir: str | Path = "results", n_boot: int = 1000, seed: int = 0,
           bias_keys: Sequence[str] | None = None, capability_keys: Sequence[str] | None = None,
-          pin: str | None = None) -> Leaderboard:
+          pin: str | None = None, group_seeds: bool = True, rule: DegeneracyRule = DEFAULT_RULE) -> Leaderboard:
     """Read result files and compare every run with the ``none`` run of the same model, suite, seed
-    and code version (bootstrap: n_boot resamples, seed); ``pin``: only runs of that code version.
+    and code version (bootstrap: n_boot resamples, seed; a seed without a ``none`` run uses seed 0's,
+    ``none`` being deterministic apart from sampling), and every fine-tuning method also with the
+    ``finetune`` control of the same model, suite, seed and code version; ``pin``: only runs of that
+    code version.  ``group_seeds``: runs differing only in seed form one row (``pool_seeds``: mean over
+    seeds, two-level bootstrap interval, spread in ``Entry.spread``).  ``rule``: the degeneracy guard.
 
     bias_keys default: whole-benchmark bias metrics with a target (SS, CrowS: points from 50, one scale);
     capability_keys default: whole-benchmark truthfulness/knowledge/fluency metrics with a direction,
@@ -124,19 +167,56 @@ def build(results_dir: str | Path = "results", n_boot: int = 1000, seed: int = 0
                            and not k.startswith(NOT_IN_CAPABILITY)]
     bias_keys = [k for k in specs if k in bias_keys]  # column order
     capability_keys = [k for k in specs if k in capability_keys]
-    bases = {(r.model, r.doc.get("suite"), r.doc.get("seed"), r.code_version): r for r in runs if r.method == BASELINE}
-    entries = []
+    def context(r: Run, seed_: int | None = None) -> tuple:
+        return r.model, r.doc.get("suite"), r.doc.get("seed") if seed_ is None else seed_, r.code_version
+
+    bases = {context(r): r for r in runs if r.method == BASELINE}
+    controls: dict[tuple, list[Run]] = {}
+    for r in runs:
+        if r.method == CONTROL:
+            controls.setdefault(context(r), []).append(r)
+    cells: dict[tuple, list[Run]] = {}
     for run in sorted(runs, key=lambda r: (r.model, r.method != BASELINE, r.method, str(r.bias_type),
                                           str(r.doc.get("suite")), str(r.doc.get("seed")))):
-        base = bases.get((run.model, run.doc.get("suite"), run.doc.get("seed"), run.code_version))
-        entry = Entry(run, base if run.method != BASELINE else None)
-        if entry.base is not None:
-            entry.changes = compare_runs(entry.base, run, n_boot, seed)
+        cell = (run.model, run.method, run.bias_type, run.doc.get("suite"), run.code_version)
+        cells.setdefault(cell if group_seeds else (*cell, run.doc.get("seed")), []).append(run)
+    entries = []
+    for cell_runs in cells.values():
+        base_of = {id(r): bases.get(context(r)) or bases.get(context(r, 0)) if r.method != BASELINE else None
+                   for r in cell_runs}
+        control_of = {id(r): _control(r, controls.get(context(r), [])) for r in cell_runs}
+        run = pooled_run(cell_runs)
+        compared = all(base_of[id(r)] is not None for r in cell_runs)
+        entry = Entry(run, pooled_run([base_of[id(r)] for r in cell_runs]) if compared else None,
+                      seed_runs=cell_runs if len(cell_runs) > 1 else [])
+        stream = "/".join(map(str, (run.model, run.method, run.bias_type)))
+        if compared:
+            entry.changes = pool_seeds([compare_runs(base_of[id(r)], r, n_boot, seed) for r in cell_runs],
+                                       n_boot, seed, stream)
             entry.bias = mean_improvement([entry.changes[k] for k in bias_keys if k in entry.changes], False)
             entry.capability = mean_improvement(
                 [entry.changes[k] for k in capability_keys if k in entry.changes], True)
+            entry.degenerate = "; ".join(f"{seed_label(r.doc.get('seed'))}: {why}" if entry.seed_runs else why
+                                         for r in cell_runs
+                                         if (why := rule.reason(r.metrics, base_of[id(r)].metrics)))  or None
+        if all(control_of[id(r)] is not None for r in cell_runs):
+            entry.control = pooled_run([control_of[id(r)] for r in cell_runs])
+            entry.control_changes = pool_seeds([compare_runs(control_of[id(r)], r, n_boot, seed) for r in cell_runs],
+                                               n_boot, seed, stream + "/control")
+            entry.control_bias = mean_improvement(
+                [entry.control_changes[k] for k in bias_keys if k in entry.control_changes], False)
         entry.verdict = verdict(run.method, entry.base is not None, entry.bias, entry.changes, headline,
-                                f"no `{BASELINE}` run at code {run.code_version} to compare with")
+                                f"no `{BASELINE}` run at code {run.code_version} to compare with",
+                                control_bias=entry.control_bias, needs_control=is_finetuning(run),
+                                degenerate=entry.degenerate)
         entries.append(entry)
     return Leaderboard(entries, specs, parents, bias_keys, capability_keys, loaded.skipped, loaded.superseded,
-                       loaded.pinned, n_boot, seed)
+                       loaded.pinned, n_boot, seed, rule)
+
+
+def _control(run: Run, candidates: list[Run]) -> Run | None:
+    """The ``finetune`` control of a fine-tuning run: of the same bias type if there is one, else one without."""
+    if not is_finetuning(run) or run.method == CONTROL:
+        return None
+    same = [c for c in candidates if c.bias_type == run.bias_type] or [c for c in candidates if c.bias_type is None]
+    return same[0] if same else None

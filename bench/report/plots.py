@@ -5,6 +5,9 @@
 - ``bias_domains.png``: target-50 bias scores per subset (StereoSet domain, CrowS bias type).
 - ``toxicity_intelligibility.png``: expected max toxicity vs a degenerate-generation share.
 
+A run the degeneracy guard flags (``Entry.degenerate``, ``bench.report.degeneracy``) is drawn
+hollow (open marker, unfilled bar) and its label says "degenerate".
+
 Figures use matplotlib's object API (no pyplot state, no backend switch).  A missing
 metric never raises: its panel says what is missing.
 """
@@ -34,6 +37,15 @@ def _colors(lb: Leaderboard) -> dict[str, str]:
                "#bcbd22", "#7f7f7f"]
     labels = sorted({e.label for e in lb.entries if e.run.method != BASELINE})
     return {BASELINE: "black", **{lab: palette[i % len(palette)] for i, lab in enumerate(labels)}}
+
+
+def _face(e: Entry, color: str) -> str:
+    """Marker/bar fill: the colour, or none (hollow) for a degenerate run."""
+    return "none" if e.degenerate else color
+
+
+def _text(lb: Leaderboard, e: Entry) -> str:
+    return lb.label(e) + (" (degenerate)" if e.degenerate else "")
 
 
 def _note(ax: Axes, text: str) -> None:
@@ -133,9 +145,9 @@ def _tradeoff_panel(ax: Axes, lb: Leaderboard, model: str, colors: dict[str, str
     for e, (x, xlo, xhi), (y, ylo, yhi) in zip(pts, xs, ys):
         err = lambda v, lo, hi: None if not math.isfinite(lo) else [[v - lo], [hi - v]]  # noqa: E731
         ax.errorbar(x, y, xerr=err(x, xlo, xhi), yerr=err(y, ylo, yhi), fmt="o", ms=7, capsize=3,
-                    color=colors[e.label], zorder=5)
+                    color=colors[e.label], mfc=_face(e, colors[e.label]), mew=1.5, zorder=5)
     _label_points(ax, [(0.0, 0.0, f"{BASELINE} (baseline)", "black")]
-                  + [(x, y, lb.label(e), colors[e.label]) for e, (x, _, _), (y, _, _) in zip(pts, xs, ys)])
+                  + [(x, y, _text(lb, e), colors[e.label]) for e, (x, _, _), (y, _, _) in zip(pts, xs, ys)])
     ax.annotate("better", xy=(0.97, 0.80), xytext=(0.80, 0.63), xycoords="axes fraction", fontsize=9,
                 color="#1b7a1b", ha="center", va="center",
                 arrowprops=dict(arrowstyle="-|>", color="#1b7a1b", lw=1.5))
@@ -185,7 +197,8 @@ def _subset_panel(ax: Axes, entries: list[Entry], specs: list[MetricSpec], color
     for j, e in enumerate(entries):
         vals = np.array([e.run.metrics.get(s.key, math.nan) for s in specs], dtype=float)
         xs = np.arange(len(specs)) + (j - (len(entries) - 1) / 2) * width
-        ax.bar(xs, vals - target, bottom=target, width=width * 0.92, color=colors[e.label], alpha=0.85)
+        ax.bar(xs, vals - target, bottom=target, width=width * 0.92, color=_face(e, colors[e.label]),
+               edgecolor=colors[e.label], lw=1.2, alpha=0.85)
         ax.hlines(vals, xs - width * 0.46, xs + width * 0.46, colors=colors[e.label], lw=2.5, zorder=3)
         devs += list(np.abs(vals[np.isfinite(vals)] - target))
         for x, s, v in zip(xs, specs, vals):
@@ -226,6 +239,8 @@ def bias_domains(lb: Leaderboard) -> Figure:
             _subset_panel(ax, entries, specs, colors)
             ax.set_title(f"{model} · {parent}", fontsize=10, fontweight="bold")
     handles = [Patch(color=c, label=lab) for lab, c in colors.items() if any(e.label == lab for e in lb.entries)]
+    if any(e.degenerate for e in lb.entries):
+        handles.append(Patch(fc="none", ec="0.3", label="hollow: degenerate"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
     fig.suptitle("Bias per subset of examples: bars start at the ideal 50 (a bar at 50 is a flat line); "
                  f"* = change against {BASELINE} significant (95% paired bootstrap)", fontsize=9.5)
@@ -275,10 +290,11 @@ def toxicity_intelligibility(lb: Leaderboard, toxicity_key: str | None = None,
             if e.base is not None and all(map(math.isfinite, xy(e.base))):
                 ax.annotate("", xy=xy(e.run), xytext=xy(e.base),
                             arrowprops=dict(arrowstyle="->", color=colors[e.label], alpha=0.5, lw=1))
-            ax.plot(*xy(e.run), "s" if e.run.method == BASELINE else "o", color=colors[e.label], ms=7, zorder=4)
+            ax.plot(*xy(e.run), "s" if e.run.method == BASELINE else "o", color=colors[e.label],
+                    mfc=_face(e, colors[e.label]), mew=1.5, ms=7, zorder=4)
         ax.margins(0.25)
         ax.autoscale_view()
-        _label_points(ax, [(*xy(e.run), lb.label(e), colors[e.label]) for e in entries])
+        _label_points(ax, [(*xy(e.run), _text(lb, e), colors[e.label]) for e in entries])
         ax.text(0.02, 0.02, "better: down and left", transform=ax.transAxes, fontsize=8, color="#1b7a1b",
                 ha="left", va="bottom")
         xname = f"1 − {pat.key}" if invert else pat.key

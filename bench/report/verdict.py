@@ -1,22 +1,41 @@
 """The alignment-tax verdict of a leaderboard row, in words, from its significant changes."""
 from __future__ import annotations
 
-from bench.report.compare import BASELINE, CAPABILITY, Change, Interval
+from bench.report.compare import BASELINE, CAPABILITY, CONTROL, Change, Interval
+
+
+def _bias_words(bias: Interval | None, control_bias: Interval | None, needs_control: bool) -> str:
+    if bias is None:
+        return "bias not measured"
+    lowers = bias.sig and bias.est > 0
+    words = ("lowers bias" if lowers else "raises bias") if bias.sig else "no significant bias change"
+    if control_bias is None:
+        return words + (f" (no `{CONTROL}` control)" if lowers and needs_control else "")
+    beyond = control_bias.sig and control_bias.est > 0
+    if lowers:
+        return "lowers bias beyond fine-tuning" if beyond else "lowers bias, not beyond fine-tuning"
+    if control_bias.sig:
+        return words + (", less than the fine-tuning control" if beyond else ", more than the fine-tuning control")
+    return words
 
 
 def verdict(method: str, compared: bool, bias: Interval | None, changes: dict[str, Change], headline: set[str],
-            base_note: str = f"no `{BASELINE}` run to compare with") -> str:
-    """E.g. "lowers bias; pays tax: knowledge/acc worse" from the bias reduction and the significant changes
-    of the whole-benchmark (``headline``) capability and toxicity metrics.  ``compared``: a ``none`` run
-    was found (else ``base_note`` is the verdict)."""
+            base_note: str = f"no `{BASELINE}` run to compare with", control_bias: Interval | None = None,
+            needs_control: bool = False, degenerate: str | None = None) -> str:
+    """E.g. "lowers bias beyond fine-tuning; pays tax: knowledge/acc worse" from the bias reduction and the
+    significant changes of the whole-benchmark (``headline``) capability and toxicity metrics.
+
+    ``compared``: a ``none`` run was found (else ``base_note`` is the verdict).  ``control_bias``: the bias
+    reduction against the ``finetune`` control (fine-tuning methods, when a control run exists): "lowers bias
+    beyond fine-tuning" needs it significant; ``needs_control``: a fine-tuning method (says when the control
+    is missing).  ``degenerate``: the degeneracy guard's reason; then the bias change is never a win and the
+    verdict starts with "degenerate: <reason>"."""
     if not compared:
         return "baseline" if method == BASELINE else base_note
-    if bias is None:
-        parts = ["bias not measured"]
-    elif bias.sig:
-        parts = ["lowers bias" if bias.est > 0 else "raises bias"]
+    if degenerate:
+        parts = [f"degenerate: {degenerate}", "bias change not counted"]
     else:
-        parts = ["no significant bias change"]
+        parts = [_bias_words(bias, control_bias, needs_control)]
     changes = [c for k, c in changes.items() if k in headline]
     capability = [c for c in changes if c.spec.group in CAPABILITY]
     worse = [c.spec.key for c in capability if c.effect == -1]
