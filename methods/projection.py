@@ -1,7 +1,8 @@
 """What INLP and SentenceDebias share: a fitted linear map applied to the final hidden
 states before the LM head, sentence embeddings for fitting it, the held-out attribute probe
 that reports what the map leaves readable, and a content-keyed safetensors cache so a map is
-fitted once per (model, config, data, seed, code).
+fitted once per (model, config, data, seed, code): the folder ``<kind>/<key>`` is a
+``bench.io.cached_dir`` (sha256 manifest verified before reuse, refitted when it fails).
 
 The probe (Ravfogel et al.; bias-bench's INLP dev accuracy): a linear SVM (LinearSVC, no
 intercept, primal) reads the attribute class from mean-pooled final hidden states.  It is
@@ -18,11 +19,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save as save_safetensors
+from safetensors.torch import save_file
 
 from bench.errors import ConfigError
 from bench.engine.hf_lm import HFScoringLM
-from bench.io import atomic_write_bytes, stable_hash
+from bench.io import cached_dir, stable_hash
 from bench.api import LoadedModel
 from bench.api import MethodContext
 
@@ -110,15 +111,16 @@ def artifact_path(ctx: MethodContext, kind: str, loaded: LoadedModel, config: di
 
 def load_or_fit(path: Path, fit: Callable[[], tuple[dict[str, torch.Tensor], dict[str, Any]]]
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, info) stored at ``path``, or ``fit()``'s, written there atomically first
-    (info, JSON, in the safetensors metadata)."""
-    if path.exists():
-        with safe_open(str(path), framework="pt") as f:
-            info = json.loads((f.metadata() or {}).get("info", "{}"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        log.info("reusing fitted projection %s", path)
-        return tensors, info
-    tensors, info = fit()
-    tensors = {k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, save_safetensors(tensors, metadata={"info": json.dumps(info, sort_keys=True)}))
+    """(tensors, info) stored at ``path`` (in the verified cache folder ``path.parent``), or
+    ``fit()``'s, written there first (info, JSON, in the safetensors metadata)."""
+
+    def build(tmp: Path) -> None:
+        tensors, info = fit()
+        tensors = {k: v.detach().float().contiguous().cpu() for k, v in tensors.items()}
+        save_file(tensors, str(tmp / path.name), metadata={"info": json.dumps(info, sort_keys=True)})
+
+    cached_dir(path.parent, build, f"fitted projection {path.parent.parent.name}")
+    with safe_open(str(path), framework="pt") as f:
+        info = json.loads((f.metadata() or {}).get("info", "{}"))
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
     return tensors, info

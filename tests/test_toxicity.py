@@ -124,7 +124,7 @@ def test_embedding_lr_trains_once_then_loads(data_root, tmp_path, monkeypatch):
     assert all(0.0 <= s <= 1.0 for s in tox + ben)
     assert min(tox) > max(ben)
     files = sorted(p.name for p in scorer.folder.iterdir())
-    assert files == ["head.safetensors", "meta.json"]  # no pickle
+    assert files == ["head.safetensors", "meta.json", "taxbench_manifest.json"]  # no pickle
     monkeypatch.setattr(embedding_lr, "train_head", lambda *a: pytest.fail("retrained despite the cache"))
     again = embedding_lr.EmbeddingLRScorer(data_root, tmp_path, cfg, encoder=encoder)
     assert again.info == scorer.info and again.score(TOXIC) == pytest.approx(tox)

@@ -15,6 +15,7 @@ import torch
 
 from bench.data import DataFile, DataRoot
 from bench.errors import ConfigError, TrainingError
+from bench.io import write_manifest
 from bench.api import MethodContext
 from methods.finetune import checkpoint
 from methods.finetune.cda import CDA
@@ -162,8 +163,10 @@ def test_second_prepare_reuses_the_checkpoint(tiny_loaded, data_root, tmp_path, 
 def test_a_broken_checkpoint_raises_instead_of_falling_back(tiny_loaded, data_root, tmp_path):
     method = CDA(max_examples=2, train=TrainConfig(**{**FAST, "max_steps": 1}))
     key = method.prepare(tiny_loaded, _ctx(data_root, tmp_path)).info["method/checkpoint_key"]
-    for weights in (tmp_path / "checkpoints" / key).glob("*.safetensors"):
+    folder = tmp_path / "checkpoints" / key
+    for weights in folder.glob("*.safetensors"):
         weights.write_bytes(b"not safetensors")
+    write_manifest(folder)  # passes verification (a corrupted folder is retrained: tests/test_caches.py)
     with pytest.raises(TrainingError, match="cannot load the trained checkpoint"):
         method.prepare(tiny_loaded, _ctx(data_root, tmp_path))
 

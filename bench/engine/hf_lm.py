@@ -48,6 +48,12 @@ Debiasing hooks.  ``hidden_transform`` maps final hidden states [..., H] -> [...
 before the LM head (INLP, SentenceDebias); it applies to scoring, generation and
 ``hidden_states``.  ``token_logprobs`` and ``sample`` expose full next-token
 distributions and a combine step for decoding-time methods (Self-Debias).
+
+Non-finite outputs.  Every scoring and hidden-state output (``loglikelihood``,
+``loglikelihood_rolling``, ``token_logprobs``, ``hidden_states``, ``per_token_hidden_states``)
+is checked once with ``torch.isfinite`` before it is returned: a NaN or inf (a corrupt or
+diverged model, a broken projection) raises ``NonFiniteError`` naming the first offending
+input's index in the call and its text, never a metric computed from NaN.
 """
 from __future__ import annotations
 
@@ -64,7 +70,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from bench.engine.cpu_inference import cpu_inference, reuse_freed_memory
-from bench.errors import ConfigError
+from bench.errors import ConfigError, TaxbenchError
 from bench.api.lm import GenerationSpec, Loglikelihood, Request
 from bench.api import LoadedModel
 
@@ -95,6 +101,22 @@ def join_parts(sizes: Sequence[int], parts: Sequence[Loglikelihood]) -> list[Log
                                                          sum(a.n_tokens for a in group)))
         i += n
     return out
+
+
+class NonFiniteError(TaxbenchError):
+    """A model output is NaN or infinite."""
+
+
+def _require_finite(values: Sequence[torch.Tensor] | torch.Tensor, text: Callable[[int], str], what: str) -> None:
+    """Raise NonFiniteError naming the first i whose ``values[i]`` holds a NaN/inf (``text(i)``: its input)."""
+    ok = torch.isfinite(values).flatten(1).all(1) if isinstance(values, torch.Tensor) else \
+        torch.tensor([bool(torch.isfinite(v).all()) for v in values], dtype=torch.bool)
+    if not bool(ok.all()):
+        i = int((~ok).nonzero()[0])
+        snippet = text(i)
+        snippet = snippet if len(snippet) <= 60 else snippet[:57] + "..."
+        raise NonFiniteError(f"non-finite {what} for input {i} of {len(ok)} ({snippet!r}): "
+                             "the model or method produced NaN/inf")
 
 
 def _plain(logprobs: torch.Tensor) -> torch.Tensor:
@@ -505,13 +527,19 @@ class HFScoringLM:
                 found[i][p] = logprobs[r]
 
         where, _ = self._score_pairs(pairs, sink)
-        return [torch.stack([found[i][p] for p in range(len(found[i]))]) for i in where]
+        out = [torch.stack([found[i][p] for p in range(len(found[i]))]) for i in where]
+        _require_finite(out, lambda i: self.decode(pairs[i][0] + pairs[i][1]), "next-token log-probabilities")
+        return out
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Loglikelihood]:
         groups = [self.token_pairs(r) for r in requests]
         pairs = [p for g in groups for p in g]
-        answers = [Loglikelihood(lp, greedy, len(cont)) for (lp, greedy), (_, cont) in zip(self._sum_logprobs(pairs), pairs)]
-        return join_parts([len(g) for g in groups], answers)
+        sums = self._sum_logprobs(pairs)
+        answers = join_parts([len(g) for g in groups],
+                             [Loglikelihood(lp, greedy, len(cont)) for (lp, greedy), (_, cont) in zip(sums, pairs)])
+        _require_finite(torch.tensor([a.logprob for a in answers], dtype=torch.float64).view(-1, 1),
+                        lambda i: requests[i].context + requests[i].continuation, "log-likelihood")
+        return answers
 
     def rolling_windows(self, text: str, max_length: int | None = None, stride: int | None = None) -> list[TokenPair]:
         """Split ``text`` (after the sentence-start token) into (context, scored tokens) windows
@@ -545,6 +573,8 @@ class HFScoringLM:
         for i, (s, _), (_, cont) in zip(owner, sums, windows):
             totals[i][0] += s
             totals[i][1] += len(cont)
+        _require_finite(torch.tensor([s for s, _ in totals], dtype=torch.float64).view(-1, 1),
+                        lambda i: texts[i], "rolling log-likelihood")
         return [(s, n) for s, n in totals]
 
     # ------------------------------------------------------------- hidden states
@@ -579,7 +609,9 @@ class HFScoringLM:
                 text_mask[text_mask.sum(1) == 0, 0] = 1  # an empty text pools the start token
             w = text_mask.unsqueeze(-1).to(h.dtype)
             pooled.append(((h * w).sum(1) / w.sum(1)).float().cpu())
-        return torch.cat(pooled) if pooled else torch.zeros(0, self.model.config.hidden_size)
+        out = torch.cat(pooled) if pooled else torch.zeros(0, self.model.config.hidden_size)
+        _require_finite(out, lambda i: texts[i], "hidden states")
+        return out
 
     @torch.inference_mode()
     def per_token_hidden_states(self, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -587,6 +619,7 @@ class HFScoringLM:
         for batch, _, h in self._final_states(texts):
             for row, b in enumerate(batch):
                 out.append((torch.tensor(b[1:]), h[row, :len(b) - 1].float().cpu()))
+        _require_finite([states for _, states in out], lambda i: texts[i], "hidden states")
         return out
 
     def lm_head_rows(self, ids: Sequence[int]) -> torch.Tensor:

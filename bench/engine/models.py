@@ -2,7 +2,9 @@
 file shipped inside a PyPI package, or a random config (for tests).
 
 GGUF models are dequantised once into a safetensors folder under the cache directory,
-keyed by the GGUF file's sha256, and loaded from that folder afterwards.
+keyed by the GGUF file's sha256, and loaded from that folder afterwards; the folder is a
+``bench.io.cached_dir`` (sha256 manifest verified before every reuse, rebuilt when it fails,
+one converter at a time per model).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch
 from bench.api.model import DTYPES, LoadedModel, ModelConfig
 from bench.data import default_cache_dir
 from bench.errors import ConfigError
-from bench.io import atomic_dir, atomic_write_bytes, sha256_file
+from bench.io import artifact_lock, atomic_write_bytes, cached_dir, clean_stale_temps, sha256_file, temp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +46,13 @@ def _gguf_path(cfg: ModelConfig, cache: Path) -> Path:
     if cfg.assemble:
         target = cache / "gguf" / cfg.gguf_file
         if not target.exists():
-            module, func = cfg.assemble.split(":")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".partial")
-            getattr(importlib.import_module(module), func)(str(tmp))
-            os.replace(tmp, target)
+            with artifact_lock(target):
+                if not target.exists():
+                    clean_stale_temps(target)
+                    tmp = temp_sibling(target)
+                    module, func = cfg.assemble.split(":")
+                    getattr(importlib.import_module(module), func)(str(tmp))
+                    os.replace(tmp, target)
         return target
     path = _package_folder(cfg.package) / cfg.gguf_file
     if not path.exists():
@@ -75,10 +79,9 @@ def _convert_gguf(cfg: ModelConfig, cache: Path) -> tuple[Path, str]:
     gguf = _gguf_path(cfg, cache)
     digest = _file_digest(gguf, cache)
     folder = cache / "models" / f"{cfg.name}-{digest[:16]}"
-    if (folder / "config.json").exists():
-        return folder, digest
-    log.info("converting %s to safetensors in %s (once)", gguf.name, folder)
-    with atomic_dir(folder) as tmp:
+
+    def convert(tmp: Path) -> None:
+        log.info("converting %s to safetensors in %s (once)", gguf.name, folder)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         model.hf_quantizer = None
@@ -86,7 +89,8 @@ def _convert_gguf(cfg: ModelConfig, cache: Path) -> tuple[Path, str]:
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-    return folder, digest
+
+    return cached_dir(folder, convert, f"converted model {cfg.name}"), digest
 
 
 def _weights_digest(folder: Path, cache: Path) -> str:

@@ -15,7 +15,8 @@ Training: a stratified, seeded 80/20 split; the head fit on the 80% is the one u
 its ROC AUC on the 20% is reported (``info["heldout_auc"]``).  The head is stored as
 safetensors (``coef`` [384], ``intercept`` [1]) plus ``meta.json`` (AUC, sizes, label
 mapping) under ``<cache>/toxicity_scorers/embedding_lr/<key>``, key = hash of the data
-file's sha256, the encoder identity and the training config.
+file's sha256, the encoder identity and the training config; the folder is a
+``bench.io.cached_dir`` (sha256 manifest verified before reuse, retrained when it fails).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from bench.data import DataRoot, read_csv
 from bench.errors import DataError
-from bench.io import atomic_dir, stable_hash
+from bench.io import cached_dir, stable_hash
 from bench.scorers.minilm import MiniLMEncoder
 
 log = logging.getLogger(__name__)
@@ -107,26 +108,24 @@ class EmbeddingLRScorer:
         data_sha = data.checksums()[DATA_FILE]
         digest = stable_hash({"data": data_sha, "encoder": self.encoder.identity, "config": asdict(cfg),
                               "version": HEAD_VERSION})
-        self.folder = Path(cache_dir) / "toxicity_scorers" / "embedding_lr" / digest
-        if not (self.folder / "meta.json").exists():
-            self._train(path, cfg, data_sha)
+        self.folder = cached_dir(Path(cache_dir) / "toxicity_scorers" / "embedding_lr" / digest,
+                                 lambda tmp: self._train(tmp, path, cfg, data_sha), "embedding_lr scorer head")
         head = load_file(self.folder / "head.safetensors")
         self.coef, self.intercept = head["coef"], head["intercept"]
         meta = json.loads((self.folder / "meta.json").read_text())
         self.info = {"scorer": self.key, **meta, "cache_key": digest}
 
-    def _train(self, path: Path, cfg: HeadConfig, data_sha: str) -> None:
+    def _train(self, folder: Path, path: Path, cfg: HeadConfig, data_sha: str) -> None:
         texts, labels = subsample(*load_tweets(path), cfg)
-        log.info("embedding_lr: encoding %d tweets and fitting the head (once; cached in %s)", len(texts), self.folder)
+        log.info("embedding_lr: encoding %d tweets and fitting the head (once)", len(texts))
         fit = train_head(self.encoder.encode(texts).numpy(), labels, cfg)
         log.info("embedding_lr: held-out AUC %.4f on %d tweets", fit["heldout_auc"], fit["n_test"])
         meta = {"encoder": self.encoder.identity, "data": {DATA_FILE: data_sha}, "labels": LABEL_MAPPING,
                 "config": asdict(cfg), "head_version": HEAD_VERSION,
                 **{k: fit[k] for k in ("heldout_auc", "n_train", "n_test", "toxic_share")}}
-        with atomic_dir(self.folder) as tmp:
-            save_file({"coef": torch.tensor(fit["coef"], dtype=torch.float32),
-                       "intercept": torch.tensor(fit["intercept"], dtype=torch.float32)}, tmp / "head.safetensors")
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        save_file({"coef": torch.tensor(fit["coef"], dtype=torch.float32),
+                   "intercept": torch.tensor(fit["intercept"], dtype=torch.float32)}, folder / "head.safetensors")
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
     def score(self, texts: Sequence[str]) -> list[float]:
         emb = self.encoder.encode([clean(t) for t in texts])

@@ -12,10 +12,12 @@ Contract.  A fine-tuning method has ``name`` (str), ``train`` (TrainConfig) and
 3. the checkpoint key is ``stable_hash`` of (base model identity, method config with the resolved
    budget, the sha256 of every file the plan opened, seed, code version): a plan that reads one
    more file gets another key, with no hand-kept file list to drift;
-4. when ``<cache>/checkpoints/<key>`` exists it is loaded and no training runs; otherwise a deep
-   copy of the model (the caller's ``loaded.model`` is never modified) is trained by ``fit``
-   inside ``plan.hooks`` (e.g. dropout modules, removed on exit), LoRA adapters are merged, and
-   the weights (safetensors) + tokenizer + ``taxbench_train.json`` land in the folder atomically;
+4. ``<cache>/checkpoints/<key>`` is a ``bench.io.cached_dir``: when it exists and matches its
+   sha256 manifest it is loaded and no training runs (a folder that fails verification is
+   retrained, logged; concurrent jobs train it once); otherwise a deep copy of the model (the
+   caller's ``loaded.model`` is never modified) is trained by ``fit`` inside ``plan.hooks``
+   (e.g. dropout modules, removed on exit), LoRA adapters are merged, and the weights
+   (safetensors) + tokenizer + ``taxbench_train.json`` land in the folder atomically;
 5. the model evaluated is always the one loaded back from that folder; a folder that does not
    load raises ``TrainingError`` (never a silent fall-back to the base model).
 
@@ -41,7 +43,7 @@ import torch
 from bench.data import DataRoot
 from bench.errors import TrainingError
 from bench.engine.hf_lm import HFScoringLM
-from bench.io import atomic_dir, atomic_write_json, stable_hash
+from bench.io import cached_dir, stable_hash
 from bench.api.model import DTYPES, LoadedModel
 from bench.engine.models import load_tokenizer
 from bench.api import Debiased, MethodContext
@@ -111,14 +113,13 @@ def add_lora(model: Any, cfg: TrainConfig, train_head: bool) -> Any:
 
 
 def save_checkpoint(folder: Path, model: Any, tokenizer: Any, record: dict[str, Any]) -> None:
-    """Weights (safetensors only) + tokenizer + the training record, all or nothing."""
-    with atomic_dir(folder) as tmp:
-        safe = "safe_serialization" in inspect.signature(model.save_pretrained).parameters  # transformers < 5
-        model.save_pretrained(tmp, **({"safe_serialization": True} if safe else {}))
-        tokenizer.save_pretrained(tmp)
-        if not list(tmp.glob("*.safetensors")) or list(tmp.glob("*.bin")):
-            raise TrainingError(f"saving the checkpoint for {folder} did not produce safetensors weights only")
-        atomic_write_json(tmp / RECORD, record)
+    """Weights (safetensors only) + tokenizer + the training record into the (temp) ``folder``."""
+    safe = "safe_serialization" in inspect.signature(model.save_pretrained).parameters  # transformers < 5
+    model.save_pretrained(folder, **({"safe_serialization": True} if safe else {}))
+    tokenizer.save_pretrained(folder)
+    if not list(folder.glob("*.safetensors")) or list(folder.glob("*.bin")):
+        raise TrainingError(f"saving the checkpoint {folder} did not produce safetensors weights only")
+    (folder / RECORD).write_text(json.dumps(record, indent=1, default=str) + "\n")
 
 
 def load_checkpoint(folder: Path, loaded: LoadedModel, identity: str) -> LoadedModel:
@@ -161,10 +162,8 @@ def finetune(method: Any, loaded: LoadedModel, ctx: MethodContext) -> Debiased:
     cfg.check_epochs(len(plan.items), tokens, ctx.budget)
     checksums = data.checksums()
     key = checkpoint_key(method, loaded, ctx, checksums)
-    folder = Path(ctx.cache_dir) / "checkpoints" / key
-    if (folder / RECORD).exists():
-        log.info("%s: reusing checkpoint %s", method.name, folder)
-    else:
+
+    def train(tmp: Path) -> None:
         start = time.perf_counter()
         model, result = _train(plan, loaded, cfg, ctx.seed, f"{method.name} ({loaded.config.name})")
         seconds = time.perf_counter() - start
@@ -175,9 +174,10 @@ def finetune(method: Any, loaded: LoadedModel, ctx: MethodContext) -> Debiased:
                   "epochs": round(cfg.epochs_over(len(plan.items)), 6),
                   "summary": summarize(result["history"]), "history": result["history"],
                   "counts": plan.counts, "notes": plan.notes}
-        save_checkpoint(folder, model, loaded.tokenizer, record)
-        del model
-    record = json.loads((folder / RECORD).read_text())
+        save_checkpoint(tmp, model, loaded.tokenizer, record)
+
+    folder = cached_dir(Path(ctx.cache_dir) / "checkpoints" / key, train, f"{method.name} checkpoint")
+    record = json.loads((folder / RECORD).read_text())  # verified: as written
     tracker = getattr(ctx, "tracker", None)
     if tracker is not None:
         _log_curve(tracker, record["history"])
