@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ def _convert_gguf(cfg: ModelConfig, cache: Path) -> tuple[Path, str]:
     if (folder / "config.json").exists():
         return folder, digest
     log.info("converting %s to safetensors in %s (once)", gguf.name, folder)
+    start = time.perf_counter()
     with atomic_dir(folder) as tmp:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -86,6 +88,7 @@ def _convert_gguf(cfg: ModelConfig, cache: Path) -> tuple[Path, str]:
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+    log.info("converted %s in %.1f s", gguf.name, time.perf_counter() - start)
     return folder, digest
 
 

@@ -103,6 +103,12 @@ def _cell(e: Entry, spec: MetricSpec) -> str:
     return text
 
 
+def tax_table(lb: Leaderboard) -> list[str]:
+    """The alignment-tax table (markdown lines): bias reduction, capability change and verdict per entry."""
+    rows = [_id_cells(lb, e) + [fmt_interval(e.bias), fmt_interval(e.capability), e.verdict] for e in lb.entries]
+    return _table(_id_head(lb) + ["bias reduction, pts (↑)", "capability change, % (↑)", "verdict"], rows)
+
+
 def to_markdown(lb: Leaderboard, command: str, machine: str, generated: str, results_dir: str) -> str:
     runs = [e.run for e in lb.entries]
     codes = sorted({r.code_version for r in runs})
@@ -124,8 +130,7 @@ def to_markdown(lb: Leaderboard, command: str, machine: str, generated: str, res
         f"{', '.join(f'`{k}`' for k in lb.capability_keys) or '–'}, averaged within each of "
         f"{', '.join(CAPABILITY)}, then across them. Verdict: significant changes of whole-benchmark metrics.", "",
     ]
-    rows = [_id_cells(lb, e) + [fmt_interval(e.bias), fmt_interval(e.capability), e.verdict] for e in lb.entries]
-    lines += _table(_id_head(lb) + ["bias reduction, pts (↑)", "capability change, % (↑)", "verdict"], rows)
+    lines += tax_table(lb)
     for group in GROUPS:
         specs = [s for s in lb.specs.values() if s.group == group and lb.headline(s.key)]
         if not specs:
