@@ -14,7 +14,9 @@ from bench.api.metrics import MetricSpec, breakdowns, spec_from_dict
 
 
 def _arrow(spec: MetricSpec) -> str:
-    return {"higher": "↑", "lower": "↓"}.get(spec.direction, f"→{spec.target:g}" if spec.target is not None else "")
+    if spec.direction in ("higher", "lower"):
+        return "↑" if spec.direction == "higher" else "↓"
+    return f"→{spec.target:g}" if spec.target is not None else ""
 
 
 def _cell(spec: MetricSpec, value: Any, prefix: str) -> str:
