@@ -19,6 +19,7 @@ from bench.engine.hf_lm import HFScoringLM
 from bench.config import build_model_config, model_configs
 from bench.engine.models import load_model, model_identity, resolve_device
 from bench.api import Benchmark, Method, MethodContext, ModelConfig
+from bench.summary import summary_table
 from bench.store import code_version, load_result, new_document, run_id, run_paths, versions, write_result
 from bench.validate import check_fields
 
@@ -137,7 +138,9 @@ def run(cfg: DictConfig) -> Path:
             metrics=metrics, metric_specs=specs, n=n, timings=timings, info=info)
         path = write_result(Path(cfg.paths.results_dir), doc, records)
         tracker.log({"timings/" + k: v for k, v in timings.items()})
+        tracker.log_result(doc, records)
         log.info("wrote %s", path)
+        log.info("%s", summary_table(doc))
         return path
     finally:
         tracker.finish()

@@ -37,6 +37,7 @@ from bench.engine.hf_lm import HFScoringLM
 from bench.api.metrics import MetricSpec
 from bench.api import LoadedModel
 from bench.api import Debiased, MethodContext
+from bench.progress import progress
 from bench.validate import check_fields
 from methods.attribute_sentences import (CORPORA, attribute_tuples, check_corpora, corpus_files, corpus_sentences, probe_classes, split_sentences)
 from methods.text.words import check_bias_type
@@ -86,7 +87,7 @@ def fit_inlp(X: np.ndarray, y: np.ndarray, n_iterations: int, seed: int = 0) -> 
     """The INLP projection P [H, H] (symmetric, idempotent) from features X [N, H], labels y [N],
     and the classifier weights W_i [k, H] of each iteration."""
     rowspaces, weights, P = [], [], np.eye(X.shape[1])
-    for _ in range(n_iterations):
+    for _ in progress(range(n_iterations), desc="INLP iterations", unit="it"):
         W = np.atleast_2d(linear_probe(seed).fit(X @ P, y).coef_)
         weights.append(W)
         rowspaces.append(rowspace_projection(W))

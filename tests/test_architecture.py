@@ -20,11 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 # Layer of each package or module; a module may import its own layer or lower ones (plus the
 # peer edges allowed below).  A new top-level module must be placed here.
 LAYERS = {
-    "bench": 0, "bench.errors": 0, "bench.validate": 0, "bench.io": 0,
+    "bench": 0, "bench.errors": 0, "bench.validate": 0, "bench.io": 0, "bench.progress": 0,
     "bench.api": 1, "bench.data": 1, "methods.text": 1,
     "bench.engine": 2, "bench.tasks": 2, "bench.scorers": 2, "methods": 2, "bench.lm_eval_bridge": 2,
     "bench.evaluate_metrics": 3,
     "bench.store": 3, "bench.tracking": 3, "bench.config": 3, "bench.run": 3, "bench.perf": 3, "bench.parity": 3,
+    "bench.summary": 3,
     "bench.report": 4, "bench.callbacks": 4,
     "bench.cli": 5,
 }

@@ -228,20 +228,6 @@ def test_lora_trains_and_merges(tiny_loaded, data_root, tmp_path):
     assert keys == tiny_loaded.model.state_dict().keys()  # merged: plain weights, no adapter tensors
 
 
-def test_tracker_gets_the_curve(tiny_loaded, data_root, tmp_path):
-    logged = []
-
-    class Tracker:
-        def log(self, metrics):
-            logged.append(metrics)
-
-    ctx = _ctx(data_root, tmp_path)
-    ctx.tracker = Tracker()
-    info = FineTune(max_examples=2, train=TrainConfig(**{**FAST, "max_steps": 3})).prepare(tiny_loaded, ctx).info
-    assert [m["train/step"] for m in logged] == [1, 2, 3]
-    assert [round(m["train/loss"], 6) for m in logged] == info["method/loss_curve"]["loss"]
-
-
 # ------------------------------------------------------------------------------- budgets
 def test_budget_profiles_and_validation():
     cfg = TrainConfig()

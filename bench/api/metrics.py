@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Literal, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Literal, NamedTuple, Sequence
 
 import numpy as np
 from scipy.special import erfc
@@ -47,6 +47,30 @@ class MetricSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def spec_from_dict(d: dict[str, Any]) -> MetricSpec:
+    """The MetricSpec of ``to_dict`` output (a result file's ``metric_specs`` entry); unknown keys are ignored."""
+    names = {f.name for f in dataclasses.fields(MetricSpec)}
+    return MetricSpec(**{k: v for k, v in d.items() if k in names})
+
+
+def breakdowns(specs: Iterable[MetricSpec]) -> dict[str, str]:
+    """Subset metrics -> their parent metric: a metric is a breakdown (e.g. SS per domain, BBQ s_AMB per
+    category) when the same benchmark computes the same quantity (field, aggregate, denominator, contrast)
+    on a strictly larger record set, i.e. with a ``where`` that is a proper subset of its own; the parent
+    is the narrowest such metric."""
+    specs = list(specs)
+
+    def kind(s: MetricSpec) -> tuple:
+        return s.key.split("/")[0], s.field, s.aggregate, s.denominator, s.contrast and list(s.contrast)
+
+    parents = {}
+    for s in specs:
+        wider = [p for p in specs if kind(p) == kind(s) and p.where.items() < s.where.items()]
+        if wider:
+            parents[s.key] = max(wider, key=lambda p: len(p.where)).key
+    return parents
 
 
 def matches(record: dict, where: dict[str, Any]) -> bool:

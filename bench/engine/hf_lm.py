@@ -72,6 +72,7 @@ from transformers.cache_utils import DynamicLayer
 from bench.engine.cpu_inference import cpu_inference, reuse_freed_memory
 from bench.errors import ConfigError, TaxbenchError
 from bench.api.lm import GenerationSpec, Loglikelihood, Request
+from bench.progress import progress
 from bench.api import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -416,8 +417,10 @@ class HFScoringLM:
             where.append(index[ctx, cont])
         if items:  # a tree mask cannot shift sliding windows where no input is longer than one
             share = self._window is None or max(len(it.x) for it in items) < self._window - 1
-            for stem_len, rows in _plan(items, share):
-                self._score_cluster(items, stem_len, rows, sink)
+            with progress(total=len(items), desc="scoring", unit="req") as bar:  # distinct requests
+                for stem_len, rows in _plan(items, share):
+                    self._score_cluster(items, stem_len, rows, sink)
+                    bar.update(sum(len(row) for row in rows))
         return where, len(items)
 
     def _chunks(self, units: list, width: Callable[[object], int], positions: Callable[[object], int],
@@ -640,10 +643,12 @@ class HFScoringLM:
             raise ValueError("every prompt needs the same number of variants")
         per_batch = max(1, self.batch_size // n_var)
         results: list[list[str]] = []
-        for start in range(0, len(prompt_variants), per_batch):
-            batch = prompt_variants[start:start + per_batch]
-            tokens = self._sample_batch(batch, spec, combine, first_index=start)
-            results.extend([[self.tokenizer.decode(t, skip_special_tokens=True) for t in row] for row in tokens])
+        with progress(total=len(prompt_variants) * spec.num_samples, desc="sampling", unit="cont") as bar:
+            for start in range(0, len(prompt_variants), per_batch):
+                batch = prompt_variants[start:start + per_batch]
+                tokens = self._sample_batch(batch, spec, combine, first_index=start)
+                results.extend([[self.tokenizer.decode(t, skip_special_tokens=True) for t in row] for row in tokens])
+                bar.update(sum(len(row) for row in tokens))
         return results
 
     def _sample_batch(self, batch, spec: GenerationSpec, combine: Combine, first_index: int) -> list[list[list[int]]]:

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ def _convert_gguf(cfg: ModelConfig, cache: Path) -> tuple[Path, str]:
 
     def convert(tmp: Path) -> None:
         log.info("converting %s to safetensors in %s (once)", gguf.name, folder)
+        start = time.perf_counter()
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         model.hf_quantizer = None
@@ -89,6 +91,7 @@ def _convert_gguf(cfg: ModelConfig, cache: Path) -> tuple[Path, str]:
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
+        log.info("converted %s in %.1f s", gguf.name, time.perf_counter() - start)
 
     return cached_dir(folder, convert, f"converted model {cfg.name}"), digest
 

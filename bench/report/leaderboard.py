@@ -7,35 +7,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from bench.api.metrics import MetricSpec
+from bench.api.metrics import MetricSpec, breakdowns
 from bench.errors import TaxbenchError
 from bench.report.compare import (BASELINE, CAPABILITY, CONTROL, FINETUNING, GROUPS, NOT_IN_CAPABILITY, Change,
                                   Interval, compare_runs, mean_improvement, pool_seeds)
 from bench.report.degeneracy import DEFAULT_RULE, DegeneracyRule
 from bench.report.runs import Run, load_runs
 from bench.report.verdict import verdict
-
-
-def breakdowns(specs: Iterable[MetricSpec]) -> dict[str, str]:
-    """Subset metrics -> their parent metric: a metric is a breakdown (e.g. SS per domain, BBQ s_AMB per
-    category) when the same benchmark computes the same quantity (field, aggregate, denominator, contrast)
-    on a strictly larger record set, i.e. with a ``where`` that is a proper subset of its own; the parent
-    is the narrowest such metric."""
-    specs = list(specs)
-
-    def kind(s: MetricSpec) -> tuple:
-        return s.key.split("/")[0], s.field, s.aggregate, s.denominator, s.contrast and list(s.contrast)
-
-    parents = {}
-    for s in specs:
-        wider = [p for p in specs if kind(p) == kind(s) and p.where.items() < s.where.items()]
-        if wider:
-            parents[s.key] = max(wider, key=lambda p: len(p.where)).key
-    return parents
 
 
 @dataclass

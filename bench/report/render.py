@@ -166,6 +166,17 @@ def _rule_text(lb: Leaderboard) -> str:
             f"{r.lms_drop:g} points below `{BASELINE}`'s, or `{r.distinct_key}` < {r.distinct_min:g}")
 
 
+def tax_table(lb: Leaderboard) -> list[str]:
+    """The alignment-tax table (markdown lines): bias reduction (also against the fine-tuning control
+    where one exists), capability change and verdict per entry."""
+    controlled = any(e.control is not None for e in lb.entries)
+    rows = [_id_cells(lb, e) + [fmt_interval(e.bias)] + ([fmt_interval(e.control_bias)] if controlled else [])
+            + [fmt_interval(e.capability), e.verdict] for e in lb.entries]
+    return _table(_id_head(lb) + ["bias reduction, pts (↑)"]
+                  + ([f"bias reduction vs `{CONTROL}`, pts (↑)"] if controlled else [])
+                  + ["capability change, % (↑)", "verdict"], rows)
+
+
 def to_markdown(lb: Leaderboard, command: str, machine: str, generated: str, results_dir: str) -> str:
     runs = [e.run for e in lb.entries]
     codes = sorted({r.code_version for r in runs})
@@ -203,12 +214,7 @@ def to_markdown(lb: Leaderboard, command: str, machine: str, generated: str, res
         f"{', '.join(f'`{k}`' for k in lb.capability_keys) or '–'}, averaged within each of "
         f"{', '.join(CAPABILITY)}, then across them. Verdict: significant changes of whole-benchmark metrics.", "",
     ]
-    controlled = any(e.control is not None for e in lb.entries)
-    rows = [_id_cells(lb, e) + [fmt_interval(e.bias)] + ([fmt_interval(e.control_bias)] if controlled else [])
-            + [fmt_interval(e.capability), e.verdict] for e in lb.entries]
-    lines += _table(_id_head(lb) + ["bias reduction, pts (↑)"]
-                    + ([f"bias reduction vs `{CONTROL}`, pts (↑)"] if controlled else [])
-                    + ["capability change, % (↑)", "verdict"], rows)
+    lines += tax_table(lb)
     for group in GROUPS:
         specs = [s for s in lb.specs.values() if s.group == group and lb.headline(s.key)]
         if not specs:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bench.api.metrics import MetricSpec
+from bench.api.metrics import MetricSpec, spec_from_dict
 from bench.errors import TaxbenchError
 from bench.report.bootstrap import Groups, group_by_id
 from bench.store import load_result
@@ -23,11 +23,6 @@ from bench.store import load_result
 
 class ResultFileWarning(UserWarning):
     """A result or records file was skipped."""
-
-
-def spec_from_dict(d: dict[str, Any]) -> MetricSpec:
-    names = {f.name for f in fields(MetricSpec)}
-    return MetricSpec(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass

@@ -39,6 +39,7 @@ from bench.data import DataRoot, read_json
 from bench.errors import ConfigError, DataError
 from bench.data.hf_datasets import from_rows
 from bench.io import stable_hash
+from bench.progress import progress
 from bench.api.lm import ScoringLM
 from bench.api.metrics import MetricSpec, aggregate
 from bench.api import BenchmarkResult
@@ -83,7 +84,8 @@ class SEAT:
         vectors = lm.hidden_states(sentences, start_token=not bare).double().numpy()
         encode = dict(zip(sentences, vectors))
         records = [score_test(t, {k: np.stack([encode[s] for s in t["sets"][k]]) for k in SETS},
-                              self.n_permutations, self.seed) for t in tests]
+                              self.n_permutations, self.seed)
+                   for t in progress(tests, desc=f"SEAT tests ({self.n_permutations} permutations each)", unit="test")]
         specs = metric_specs(self.bias_types)
         return BenchmarkResult(metrics={s.key: aggregate(s, records) for s in specs}, specs=specs, records=records,
                                n=len(records), info={"sentences": len(sentences), "protocol": self.protocol,

@@ -23,8 +23,7 @@ Contract.  A fine-tuning method has ``name`` (str), ``train`` (TrainConfig) and
 
 Recorded in the method info (result file): the loss of every step (``method/loss_curve``, one
 list per loss part), the number of training examples, unique training tokens and epochs, and
-first/last/min of each loss part; the curve also goes to ``ctx.tracker`` when the context has one
-(a minimal hook: ``tracker.log({"train/step", "train/<part>"})`` per step).
+first/last/min of each loss part (``bench.tracking`` logs the curve to wandb from the result file).
 """
 from __future__ import annotations
 
@@ -147,11 +146,6 @@ def _train(plan: Plan, loaded: LoadedModel, cfg: TrainConfig, seed: int, desc: s
     return model, result
 
 
-def _log_curve(tracker: Any, history: dict[str, list[float]]) -> None:
-    for step in range(len(history["loss"])):
-        tracker.log({"train/step": step + 1, **{f"train/{part}": v[step] for part, v in history.items()}})
-
-
 def finetune(method: Any, loaded: LoadedModel, ctx: MethodContext) -> Debiased:
     """Train (or reuse) ``method``'s checkpoint for ``loaded`` and return it wrapped (module docstring)."""
     cfg = method.train.resolve(ctx.budget)
@@ -178,9 +172,6 @@ def finetune(method: Any, loaded: LoadedModel, ctx: MethodContext) -> Debiased:
 
     folder = cached_dir(Path(ctx.cache_dir) / "checkpoints" / key, train, f"{method.name} checkpoint")
     record = json.loads((folder / RECORD).read_text())  # verified: as written
-    tracker = getattr(ctx, "tracker", None)
-    if tracker is not None:
-        _log_curve(tracker, record["history"])
     identity = f"{loaded.identity}+{method.name}@{key}"
     trained = load_checkpoint(folder, loaded, identity)
     info = {"method/checkpoint_key": key, "method/identity": identity, "method/budget": ctx.budget,

@@ -1,9 +1,10 @@
 """The training loop and the causal-LM objective.
 
 ``fit``: AdamW/Adam with linear warm-up then linear decay to 0, gradient accumulation and
-clipping, optional bf16 autocast (weights and optimiser state stay fp32), a tqdm bar with the
-loss, and a guard that raises ``TrainingError`` naming the step on a NaN/inf loss.  It returns the
-loss of every optimiser step (and of each loss part), the training curve every run records.
+clipping, optional bf16 autocast (weights and optimiser state stay fp32), a progress bar with the
+running loss (``bench.progress``), and a guard that raises ``TrainingError`` naming the step on a
+NaN/inf loss.  It returns the loss of every optimiser step (and of each loss part), the training
+curve every run records.
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from bench.errors import TrainingError
+from bench.progress import progress
 from methods.finetune.config import TrainConfig
 
 
@@ -114,7 +115,7 @@ def fit(model: Any, objective: Objective, items: list, cfg: TrainConfig, seed: i
     batches = _batches(len(items), cfg.batch_size, seed)
     history: dict[str, list[float]] = {"loss": []}
     model.train()
-    bar = tqdm(range(1, total + 1), desc=desc, leave=False, mininterval=2.0)
+    bar = progress(range(1, total + 1), desc=desc, unit="step", mininterval=2.0)
     for step in bar:
         opt.zero_grad(set_to_none=True)
         sums: dict[str, float] = {}
