@@ -16,7 +16,7 @@ import torch
 from bench.data import DataFile, DataRoot
 from bench.errors import ConfigError, TrainingError
 from bench.io import write_manifest
-from bench.api import MethodContext
+from bench.api import MethodContext, Request
 from methods.finetune import checkpoint
 from methods.finetune.cda import CDA
 from methods.finetune.checkpoint import RecordingDataRoot, checkpoint_key
@@ -60,7 +60,7 @@ def test_every_method_lowers_its_loss_and_records_its_curve(method, tiny_loaded,
     assert all(torch.equal(v, tiny_loaded.model.state_dict()[k]) for k, v in before.items())  # base untouched
     trained = debiased.lm.model.state_dict()
     assert any(not torch.equal(trained[k], v) for k, v in before.items())
-    assert debiased.lm.loglikelihood([("The", " cat")])[0].n_tokens == 1
+    assert debiased.lm.loglikelihood([Request("The", " cat")])[0].n_tokens == 1
 
 
 def test_unique_tokens_are_the_training_items_tokens(tiny_loaded, data_root, tmp_path):
