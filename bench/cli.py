@@ -3,6 +3,10 @@
     taxbench run [hydra overrides]          one job (defaults: smollm2-135m, method none, suite default)
     taxbench run -m [overrides]             a Hydra multirun (grid) over comma-separated values
     taxbench leaderboard [--results DIR]    results/runs/*.json -> leaderboard.{md,csv} + plots
+
+Bad input (an option, a file, a name) exits with status 2 and one line ``taxbench: error: ...`` on
+stderr naming it; a leaderboard input file it skips is one ``taxbench: warning: ...`` line.
+HYDRA_FULL_ERROR=1 shows Hydra's own report of a composition error instead.
 """
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ def _run(argv: list[str]) -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         job()
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, OSError) as exc:  # OSError: an unwritable output folder
         if user_full_error:
             raise
         raise ConfigError(_one_line(exc)) from None

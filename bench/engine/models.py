@@ -105,6 +105,7 @@ RANDOM_DEFAULTS = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layer
 
 
 def _random_model(cfg: ModelConfig, tokenizer) -> Any:
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import LlamaConfig, LlamaForCausalLM
 
     kwargs = {**RANDOM_DEFAULTS, **cfg.random_config}
@@ -115,7 +116,7 @@ def _random_model(cfg: ModelConfig, tokenizer) -> Any:
         config = LlamaConfig(**kwargs)
         torch.manual_seed(cfg.seed)
         return LlamaForCausalLM(config)
-    except (ValueError, TypeError) as exc:  # e.g. hidden_size not divisible by num_attention_heads
+    except (StrictDataclassError, ValueError, TypeError) as exc:  # e.g. hidden_size not a multiple of the heads
         raise ConfigError(f"model.random_config={cfg.random_config}: {_one_line(exc)}") from exc
 
 
