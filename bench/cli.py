@@ -25,6 +25,7 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc)
     if exc.__cause__ is not None and str(exc.__cause__) not in text:
         text += "\n" + str(exc.__cause__)
+    text = text.split("Config search path:")[0]  # Hydra's internals, not the user's mistake
     return "; ".join(line.strip() for line in text.splitlines() if line.strip()).replace(":; ", ": ")
 
 
