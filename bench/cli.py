@@ -4,20 +4,37 @@
     taxbench run -m [overrides]             a Hydra multirun (grid) over comma-separated values
     taxbench leaderboard [--results DIR]    results/runs/*.json -> leaderboard.{md,csv} + plots
     taxbench power [--results DIR] [--run ID] [--n N]   interval half-width / MDE / n needed per metric
+
+Bad input (an option, a file, a name) exits with status 2 and one line ``taxbench: error: ...`` on
+stderr naming it; a leaderboard input file it skips is one ``taxbench: warning: ...`` line.
+HYDRA_FULL_ERROR=1 shows Hydra's own report of a composition error instead.
 """
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
 
-from bench.errors import TaxbenchError
+from bench.errors import ConfigError, TaxbenchError
 
 USAGE = __doc__
 
 
+def _one_line(exc: BaseException) -> str:
+    """Hydra's or OmegaConf's multi-line message (and its OmegaConf cause) as one line."""
+    text = str(exc)
+    if exc.__cause__ is not None and str(exc.__cause__) not in text:
+        text += "\n" + str(exc.__cause__)
+    text = text.split("Config search path:")[0]  # Hydra's internals, not the user's mistake
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip()).replace(":; ", ": ")
+
+
 def _run(argv: list[str]) -> int:
     import hydra
+    from hydra.errors import HydraException
     from omegaconf import DictConfig
+    from omegaconf.errors import OmegaConfBaseException
 
     from bench.config import CONF_DIR
     from bench.run import run
@@ -32,7 +49,16 @@ def _run(argv: list[str]) -> int:
             raise SystemExit(2) from None
 
     sys.argv = ["taxbench run", *argv]
-    job()
+    user_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Hydra prints a composition error (unknown option, wrong type) over several lines and exits 1;
+    # with HYDRA_FULL_ERROR it re-raises instead, and main() reports one line and exits 2.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        job()
+    except (HydraException, OmegaConfBaseException, OSError) as exc:  # OSError: an unwritable output folder
+        if user_full_error:
+            raise
+        raise ConfigError(_one_line(exc)) from None
     return 0
 
 
@@ -47,7 +73,12 @@ def _leaderboard(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--code-version", default=None, help="use only runs of this code version (default: newest per cell)")
     args = parser.parse_args(argv)
-    leaderboard_main(results_dir=args.results, n_boot=args.n_boot, seed=args.seed, pin=args.code_version)
+    with warnings.catch_warnings(record=True) as caught:  # a skipped file is one line, not a source excerpt
+        try:
+            leaderboard_main(results_dir=args.results, n_boot=args.n_boot, seed=args.seed, pin=args.code_version)
+        finally:
+            for w in caught:
+                print(f"taxbench: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
     return 0
 
 

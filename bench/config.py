@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import pkgutil
 import typing
 from functools import cache
@@ -40,12 +41,46 @@ def model_configs(conf_dir: Path = CONF_DIR) -> dict[str, ModelConfig]:
 
 
 def build_model_config(cfg: DictConfig) -> ModelConfig:
-    """The job's ``model`` node as a validated ``ModelConfig``; unknown keys are named."""
+    """The job's ``model`` node as a validated ``ModelConfig``; unknown and unset (``???``) keys are named."""
+    missing = sorted(OmegaConf.missing_keys(cfg.model))
+    if missing:
+        raise ConfigError(f"model.{missing[0]} has no value (??? in the model config): set it, "
+                          "e.g. model=hf model.path=<hub id or folder> model.name=<short name>")
     raw = OmegaConf.to_container(cfg.model, resolve=True)
     unknown = set(raw) - set(ModelConfig.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(ModelConfig.__dataclass_fields__)}")
     return ModelConfig(**raw)
+
+
+PROJECT_PACKAGES = ("bench", "methods")  # whose classes a config's ``_target_`` may name
+PLUGINS_ENV = "TAXBENCH_PLUGINS"  # comma-separated extra module prefixes (user plugins), e.g. mypkg,word_order
+
+
+def allowed_targets() -> tuple[str, ...]:
+    """Module prefixes a ``_target_`` may start with: the project's packages plus ``$TAXBENCH_PLUGINS``.
+
+    The allow-list comes from the environment, not from the config, so a config file or an
+    override cannot grant itself permission to instantiate arbitrary callables."""
+    extra = [p.strip().rstrip(".") for p in os.environ.get(PLUGINS_ENV, "").split(",") if p.strip()]
+    return (*PROJECT_PACKAGES, *extra)
+
+
+def check_targets(node: Any, where: str = "") -> None:
+    """Refuse (before anything is instantiated) a ``_target_`` anywhere under ``node`` that is not
+    in ``allowed_targets()``: a config must not call ``builtins.open``, ``os.system`` and the like."""
+    allowed = allowed_targets()
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if target is not None and not any(str(target) == p or str(target).startswith(p + ".") for p in allowed):
+            raise ConfigError(f"{where}._target_={target!r} is not in the project's packages "
+                              f"{[p + '.' for p in allowed]}; to use a plugin, add its module to {PLUGINS_ENV} "
+                              f"(e.g. {PLUGINS_ENV}=mypkg)")
+        for key, value in node.items():
+            check_targets(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_targets(value, f"{where}[{i}]")
 
 
 def load_named(name: str, **overrides: Any) -> LoadedModel:

@@ -16,11 +16,13 @@ from omegaconf import DictConfig, OmegaConf
 from bench.data import DataRoot, data_manifest_digest
 from bench.errors import ConfigError
 from bench.engine.hf_lm import HFScoringLM
-from bench.config import build_model_config, model_configs
+from bench.config import build_model_config, check_targets, model_configs
 from bench.engine.models import load_model, model_identity, resolve_device
 from bench.api import Benchmark, Method, MethodContext, ModelConfig
 from bench.summary import summary_table
-from bench.store import code_version, load_result, new_document, run_id, run_paths, versions, write_result
+from bench.store import (check_writable, code_version, load_result, new_document, run_id, run_paths, versions,
+                         write_result)
+from bench.tracking import scrub
 from bench.validate import check_fields
 
 log = logging.getLogger("taxbench")
@@ -55,8 +57,10 @@ def build_benchmarks(cfg: DictConfig) -> dict[str, Benchmark]:
         raise ConfigError("the suite selects no benchmarks (benchmarks is empty)")
     names = list(cfg.benchmarks)
     only = cfg.get("only")
-    if only:
+    if only is not None:
         only = [only] if isinstance(only, str) else list(only)
+        if not only or only == [""]:
+            raise ConfigError(f"only={only} selects no benchmarks; omit it (only=null) to run the whole suite: {names}")
         unknown = [b for b in only if b not in names]
         if unknown:
             raise ConfigError(f"unknown benchmark(s) {unknown} in only=...; valid names: {names}")
@@ -81,12 +85,34 @@ def numbers_config(cfg: DictConfig, model_cfg: ModelConfig, identity: str, metho
             "data_manifest": data_manifest_digest(), "seed": cfg.seed, "code_version": code}
 
 
+BOOLEAN_OPTIONS = ("force", "paths.download")
+
+
+def check_options(cfg: DictConfig) -> None:
+    """The job's top-level options have their types, and every ``_target_`` is allowed."""
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
+    for key in BOOLEAN_OPTIONS:
+        value = OmegaConf.select(cfg, key)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+    check_targets(OmegaConf.to_container(cfg, resolve=True))  # method, benchmarks, logger: before instantiation
+
+
+def _finished(result_path: Path, records_path: Path, rid: str) -> bool:
+    """Whether the run is done: its result file reads and its records file exists (else it reruns)."""
+    load_result(result_path)  # refuses a corrupt or unknown-schema file with a clear message
+    if not records_path.exists():
+        log.warning("run %s has a result file but its records %s are missing: rerunning it", rid, records_path)
+        return False
+    return True
+
+
 def run(cfg: DictConfig) -> Path:
     """Execute one job; returns the path of its result file (existing one when skipped)."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
+    check_options(cfg)
     cache = Path(cfg.paths.cache_dir)
     model_cfg = build_model_config(cfg)
     method: Method = _instantiate(cfg.method, "method")
@@ -95,14 +121,15 @@ def run(cfg: DictConfig) -> Path:
     code = code_version()  # read once: the files may change while a long job runs
     numbers = numbers_config(cfg, model_cfg, identity, method, benchmarks, code)
     rid = run_id(numbers)
-    result_path, _ = run_paths(Path(cfg.paths.results_dir), rid)
-    if result_path.exists() and not cfg.force:
-        load_result(result_path)  # refuses a corrupt or unknown-schema file with a clear message
+    results_dir = Path(cfg.paths.results_dir)
+    result_path, records_path = run_paths(results_dir, rid)
+    if result_path.exists() and not cfg.force and _finished(result_path, records_path, rid):
         log.info("run %s exists (%s): skipped; force=true reruns it", rid, result_path)
         return result_path
+    check_writable(results_dir)  # before any work: a read-only results folder must not lose a finished job
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    tracker = instantiate(cfg.logger)
+    resolved = scrub(OmegaConf.to_container(cfg, resolve=True))  # the result file's copy: no secrets
+    tracker = _instantiate(cfg.logger, "logger")
     bias_type = getattr(method, "bias_type", None)
     tracker.start(rid, resolved, group=cfg.get("experiment_name") or "adhoc", job_type=method.name,
                   name=f"{model_cfg.name}/{method.name}" + (f"/{bias_type}" if bias_type else ""))
@@ -136,7 +163,10 @@ def run(cfg: DictConfig) -> Path:
             seeds={"run": cfg.seed, **{f"benchmarks.{k}": getattr(b, "seed", None) for k, b in benchmarks.items()}},
             config=resolved, numbers_config=numbers, versions=versions(code), data=data.checksums(),
             metrics=metrics, metric_specs=specs, n=n, timings=timings, info=info)
-        path = write_result(Path(cfg.paths.results_dir), doc, records)
+        try:
+            path = write_result(results_dir, doc, records)
+        except OSError as exc:
+            raise ConfigError(f"paths.results_dir={results_dir}: cannot write the result of run {rid} ({exc})") from exc
         tracker.log({"timings/" + k: v for k, v in timings.items()})
         tracker.log_result(doc, records)
         log.info("wrote %s", path)

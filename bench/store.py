@@ -13,6 +13,7 @@ import hashlib
 import json
 import platform
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,10 @@ def load_result(path: Path) -> dict[str, Any]:
         doc = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise TaxbenchError(f"result file {path} is not valid JSON (line {exc.lineno}): delete it to rerun") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaxbenchError(f"result file {path} cannot be read ({exc}): delete it to rerun") from exc
+    if not isinstance(doc, dict):
+        raise TaxbenchError(f"result file {path} holds a JSON {type(doc).__name__}, not an object: delete it to rerun")
     version = doc.get("schema_version", 0)
     if version == 0 and "metrics" in doc:  # pre-release files: no schema_version, no metric_specs
         doc = {**doc, "schema_version": SCHEMA_VERSION, "metric_specs": doc.get("metric_specs", {})}
@@ -77,6 +82,19 @@ def load_result(path: Path) -> dict[str, Any]:
         raise TaxbenchError(f"result file {path} has schema_version {version}; this taxbench reads "
                             f"{SCHEMA_VERSION} (rerun with force=true to rewrite it)")
     return doc
+
+
+def check_writable(results_dir: Path) -> None:
+    """Create ``runs/`` and ``records/`` and write (then remove) a probe file in each, so an unwritable
+    results folder fails before any model is loaded, not after every benchmark ran."""
+    for folder in (path.parent for path in run_paths(results_dir, "probe")):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+                pass
+        except OSError as exc:
+            raise TaxbenchError(f"paths.results_dir={results_dir}: cannot write {folder} "
+                                f"({exc.strerror or exc}); fix its permissions or choose another folder") from exc
 
 
 def write_result(results_dir: Path, doc: dict[str, Any], records: list[dict[str, Any]]) -> Path:

@@ -2,7 +2,7 @@
 
 ``WandbTracker`` logs one wandb run per job (deterministic id = run_id, ``resume="allow"``,
 group = experiment, job_type = method), offline by default; ``NullTracker`` logs nothing
-(``logger=none``).  Config values whose key looks like a secret are dropped before anything is logged.
+(``logger=none``).  ``scrub`` removes secrets from a config before it is logged or written to a result file.
 
 Per job (``log_result``, from the written result document and its records):
 - the run summary: every numeric metric, ``n/<benchmark>`` and ``timings/<stage>``;
@@ -24,14 +24,27 @@ from pathlib import Path
 from typing import Any, Sequence
 
 SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
+MIN_SECRET_CHARS = 8  # shorter environment values (flags, "1") are not treated as secrets
 
 
-def scrub(obj: Any) -> Any:
-    """Copy of a config tree without secret-looking keys."""
+def _secret_values() -> tuple[str, ...]:
+    """Values of environment variables whose name looks like a secret (OPENAI_API_KEY, HF_TOKEN, ...)."""
+    return tuple(v for k, v in os.environ.items() if SECRET_KEY.search(k) and len(v) >= MIN_SECRET_CHARS)
+
+
+def scrub(obj: Any, _secrets: tuple[str, ...] | None = None) -> Any:
+    """Copy of a (resolved) config tree without secrets: entries whose key looks like a secret, and
+    entries whose value contains the value of a secret-named environment variable (so
+    ``+note=${oc.env:OPENAI_API_KEY}`` is dropped whatever its key)."""
+    secrets = _secret_values() if _secrets is None else _secrets
+
+    def leaks(v: Any) -> bool:
+        return isinstance(v, str) and any(s in v for s in secrets)
+
     if isinstance(obj, dict):
-        return {k: scrub(v) for k, v in obj.items() if not SECRET_KEY.search(str(k))}
+        return {k: scrub(v, secrets) for k, v in obj.items() if not SECRET_KEY.search(str(k)) and not leaks(v)}
     if isinstance(obj, list):
-        return [scrub(v) for v in obj]
+        return [scrub(v, secrets) for v in obj if not leaks(v)]
     return obj
 
 

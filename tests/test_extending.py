@@ -31,7 +31,7 @@ def test_readme_examples_run(tmp_path, data_root):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(body.replace("bench.tasks.word_order.", "word_order.").replace("methods.instruct.", "instruct."))
     env = {**os.environ, "PYTHONPATH": f"{plugin}{os.pathsep}{REPO}", "WANDB_MODE": "disabled",
-           "TAXBENCH_DATA": str(data_root.root)}
+           "TAXBENCH_DATA": str(data_root.root), "TAXBENCH_PLUGINS": "word_order,instruct"}  # as the README says
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "bench.cli", "run", "model=tiny-random", "suite=smoke", "method=instruct",
            "logger=none", "+benchmark@benchmarks.word_order=word_order", "only=[word_order,crows_pairs]",

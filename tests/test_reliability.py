@@ -91,3 +91,28 @@ def test_api_keys_never_reach_output_files(tmp_path):
     leaked = [str(p) for p in files if secret.encode() in p.read_bytes()]
     assert not leaked
     assert secret not in out.stdout + out.stderr
+
+
+def test_result_without_records_is_rerun_not_skipped(tmp_path, caplog):
+    overrides = ["model=tiny-random", "suite=smoke", "only=[stereoset]", "benchmarks.stereoset.n=4"]
+    first = _run_once(overrides, tmp_path / "r", tmp_path / "artifacts")
+    records = tmp_path / "r" / "records" / f"{first['run_id']}.jsonl"
+    expected = records.read_bytes()
+    records.unlink()
+    with caplog.at_level("WARNING", logger="taxbench"):
+        second = _run_once(overrides, tmp_path / "r", tmp_path / "artifacts")
+    assert "records" in caplog.text and "missing: rerunning" in caplog.text
+    assert second["run_id"] == first["run_id"] and second["created"] >= first["created"]
+    assert records.read_bytes() == expected and second["metrics"] == first["metrics"]
+
+
+def test_config_values_from_secret_env_vars_stay_out_of_the_result_file(tmp_path, monkeypatch):
+    secret = "sk-taxbench-env-5b1d2e"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    doc = _run_once(["model=tiny-random", "suite=smoke", "only=[stereoset]", "benchmarks.stereoset.n=4",
+                     "+my_api_key=${oc.env:OPENAI_API_KEY}", "+note=key-${oc.env:OPENAI_API_KEY}",
+                     "+harmless=${oc.env:TAXBENCH_DATA}"], tmp_path / "r", tmp_path / "artifacts")
+    written = [p for p in (tmp_path / "r").rglob("*") if p.is_file()]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]
+    assert "my_api_key" not in doc["config"] and "note" not in doc["config"]
+    assert doc["config"]["harmless"] == os.environ["TAXBENCH_DATA"] and doc["config"]["seed"] == 0

@@ -64,6 +64,10 @@ class DataRoot:
     def __init__(self, root: str | Path | None = None, download: bool = True,
                  files: dict[str, DataFile] | None = None, timeout_s: float = 60.0, cache_dir: str | Path | None = None):
         self.root = Path(root) if root else default_root()
+        existing = next((p for p in (self.root, *self.root.parents) if p.exists()), self.root)
+        if existing.exists() and not existing.is_dir():  # fail now, not after the first download
+            raise DataError(f"data root {self.root}: {existing} is not a folder "
+                            "(set paths.data_root or TAXBENCH_DATA to a folder)")
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()  # where data derived from the files
         # (e.g. a toxicity scorer trained on them) is cached, by content
         self.download = download

@@ -112,14 +112,19 @@ RANDOM_DEFAULTS = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layer
 
 
 def _random_model(cfg: ModelConfig, tokenizer) -> Any:
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import LlamaConfig, LlamaForCausalLM
 
     kwargs = {**RANDOM_DEFAULTS, **cfg.random_config}
     kwargs.setdefault("vocab_size", len(tokenizer))
     kwargs.setdefault("bos_token_id", tokenizer.bos_token_id)
     kwargs.setdefault("eos_token_id", tokenizer.eos_token_id)
-    torch.manual_seed(cfg.seed)
-    return LlamaForCausalLM(LlamaConfig(**kwargs))
+    try:
+        config = LlamaConfig(**kwargs)
+        torch.manual_seed(cfg.seed)
+        return LlamaForCausalLM(config)
+    except (StrictDataclassError, ValueError, TypeError) as exc:  # e.g. hidden_size not a multiple of the heads
+        raise ConfigError(f"model.random_config={cfg.random_config}: {_one_line(exc)}") from exc
 
 
 def model_identity(cfg: ModelConfig, model_configs: dict[str, ModelConfig] | None = None,
@@ -139,6 +144,11 @@ def model_identity(cfg: ModelConfig, model_configs: dict[str, ModelConfig] | Non
         digest = hashlib.sha256(json.dumps([RANDOM_DEFAULTS, cfg.random_config, cfg.seed, tokenizer_id],
                                            sort_keys=True).encode()).hexdigest()
     return f"{cfg.name}@{digest[:16]}"
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's (often multi-line) error message as one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def load_tokenizer(folder: Path | str, cfg: ModelConfig, **kwargs):
@@ -177,9 +187,12 @@ def load_model(cfg: ModelConfig, model_configs: dict[str, ModelConfig] | None = 
             raise ConfigError(f"model.path={cfg.path!r} is not a folder")
         revision = {"revision": cfg.revision} if cfg.revision else {}
         revision["local_files_only"] = cfg.source != "hf"
-        tokenizer = load_tokenizer(where, cfg, **revision)
-        model = AutoModelForCausalLM.from_pretrained(
-            where, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True, **revision)
+        try:
+            tokenizer = load_tokenizer(where, cfg, **revision)
+            model = AutoModelForCausalLM.from_pretrained(
+                where, dtype=dtype, trust_remote_code=cfg.trust_remote_code, use_safetensors=True, **revision)
+        except (OSError, ValueError) as exc:  # no/corrupt config.json, no weights, unknown hub id
+            raise ConfigError(f"model.path={cfg.path!r}: cannot load a causal LM ({_one_line(exc)})") from exc
     model.to(device).eval()
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

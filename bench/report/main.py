@@ -7,12 +7,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from bench.errors import ConfigError
 from bench.io import atomic_write_bytes
 from bench.report import plots as plotting
 from bench.report.leaderboard import build
 from bench.report.render import to_frame, to_markdown
 from bench.report.runs import ResultFileWarning
 from bench.report.site import write_site
+
+
+MIN_N_BOOT = 40  # fewest bootstrap resamples with one in each 2.5% tail of a 95% percentile interval
 
 
 def _meta(results_dir: Path) -> dict[str, Any]:
@@ -35,6 +39,9 @@ def main(results_dir: str | Path = "results", out_dir: str | Path | None = None,
     command / machine for the markdown header: arguments, else results_dir/leaderboard_meta.json
     ({"command": ..., "machine": ...}), else the leaderboard command and the runs' platforms.
     Returns {"markdown": path, "csv": path, "site": path, "plots": [paths], "leaderboard": Leaderboard}."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < MIN_N_BOOT:
+        raise ConfigError(f"--n-boot must be an integer >= {MIN_N_BOOT} (a 95% interval needs a resample in each "
+                          f"2.5% tail), got {n_boot!r}")
     results_dir = Path(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir
     lb = build(results_dir, n_boot, seed, pin=pin)

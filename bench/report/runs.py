@@ -66,11 +66,13 @@ class Run:
         try:
             if path is None or not path.exists():
                 raise TaxbenchError("records file missing")
-            for line in path.read_text().splitlines():
+            for lineno, line in enumerate(path.read_text().splitlines(), 1):
                 if line.strip():
                     r = json.loads(line)
+                    if not isinstance(r, dict):
+                        raise TaxbenchError(f"line {lineno} is a JSON {type(r).__name__}, not an object")
                     by_bench.setdefault(r.get("benchmark", ""), []).append(r)
-        except (TaxbenchError, json.JSONDecodeError, OSError) as exc:
+        except (TaxbenchError, json.JSONDecodeError, OSError, UnicodeDecodeError) as exc:
             warnings.warn(f"no intervals for {self.path}: records {path}: {exc}", ResultFileWarning, stacklevel=2)
             return {}
         return by_bench

@@ -19,8 +19,9 @@ class HFClassifierScorer:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.model = AutoModelForSequenceClassification.from_pretrained(model).to(device).eval()
-        except OSError as exc:
-            raise ConfigError(f"benchmarks.toxicity.model={model!r}: cannot load a sequence classifier ({exc})") from exc
+        except (OSError, ValueError) as exc:  # no/corrupt config.json or weights, unknown hub id
+            message = " ".join(str(exc).split())
+            raise ConfigError(f"benchmarks.toxicity.model={model!r}: cannot load a sequence classifier ({message})") from exc
         labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
         if toxic_label.lower() not in labels:
             raise ConfigError(f"benchmarks.toxicity.toxic_label={toxic_label!r} is not a label of {model}; "
