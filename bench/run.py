@@ -18,7 +18,7 @@ from bench.errors import ConfigError
 from bench.engine.hf_lm import HFScoringLM
 from bench.config import build_model_config, check_targets, model_configs
 from bench.engine.models import load_model, model_identity, resolve_device
-from bench.api import Benchmark, Method, MethodContext, ModelConfig
+from bench.api import Benchmark, Debiased, Method, MethodContext, ModelConfig
 from bench.summary import summary_table
 from bench.store import (check_writable, code_version, load_result, new_document, run_id, run_paths, versions,
                          write_result)
@@ -116,6 +116,9 @@ def run(cfg: DictConfig) -> Path:
     cache = Path(cfg.paths.cache_dir)
     model_cfg = build_model_config(cfg)
     method: Method = _instantiate(cfg.method, "method")
+    if model_cfg.source == "lm_eval" and method.name != "none":
+        raise ConfigError(f"model=lm_eval scores an lm-eval backend as it is: method={method.name} needs the weights "
+                          "(use method=none)")
     benchmarks = build_benchmarks(cfg)
     identity = model_identity(model_cfg, model_configs(), cache)
     code = code_version()  # read once: the files may change while a long job runs
@@ -135,13 +138,20 @@ def run(cfg: DictConfig) -> Path:
                   name=f"{model_cfg.name}/{method.name}" + (f"/{bias_type}" if bias_type else ""))
     try:
         data = DataRoot(cfg.paths.data_root, download=cfg.paths.download, cache_dir=cache)
-        with _timed(timings, "load_model"):
-            loaded = load_model(model_cfg, model_configs(), cache)
-        ctx = MethodContext(data=data, cache_dir=Path(cfg.paths.artifacts_dir), seed=cfg.seed,
-                            code_version=code, budget=cfg.get("train_budget", "cpu"), scoring_lm=HFScoringLM,
-                            benchmarks=tuple(b.name for b in benchmarks.values()))
-        with _timed(timings, "method"):
-            debiased = method.prepare(loaded, ctx)
+        if model_cfg.source == "lm_eval":  # any lm-eval backend, scored as it is (no weights to debias)
+            from bench.lm_eval_bridge import load_harness_lm  # the optional extra: imported only here
+
+            with _timed(timings, "load_model"):
+                debiased = Debiased(load_harness_lm(model_cfg.backend, model_cfg.args, model_cfg.name,
+                                                    model_cfg.batch_size, resolve_device(model_cfg.device).type))
+        else:
+            with _timed(timings, "load_model"):
+                loaded = load_model(model_cfg, model_configs(), cache)
+            ctx = MethodContext(data=data, cache_dir=Path(cfg.paths.artifacts_dir), seed=cfg.seed,
+                                code_version=code, budget=cfg.get("train_budget", "cpu"), scoring_lm=HFScoringLM,
+                                benchmarks=tuple(b.name for b in benchmarks.values()))
+            with _timed(timings, "method"):
+                debiased = method.prepare(loaded, ctx)
         specs = {s.key: s.to_dict() for s in debiased.specs}
         metrics: dict[str, float] = {k: debiased.info[k] for k in specs if k in debiased.info}
         records, n, info = [], {}, {"method": debiased.info}

@@ -25,6 +25,8 @@ def test_every_group_option_composes_and_validates(group, option):
     overrides = [f"{group}={option}"]
     if (group, option) == ("model", "hf"):
         overrides += ["model.name=gpt2", "model.path=gpt2"]
+    if (group, option) == ("model", "lm_eval"):
+        overrides += ["model.name=gpt2", "model.args='pretrained=gpt2'"]
     cfg = _compose(overrides)
     if group == "model":
         assert build_model_config(cfg).name

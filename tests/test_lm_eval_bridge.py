@@ -227,3 +227,32 @@ def test_smollm2_through_lm_eval_hf_backend_matches_native_engine(smollm2_loaded
     gap = _compare(native, HarnessScoringLM(backend, "smollm2-135m@lm_eval-hf"), _crows_requests(data_root, 40), TEXTS,
                    per_token=True)
     print(f"smollm2-135m CrowS requests: max |native - lm-eval hf| / n_tokens = {gap:.2e} nats")
+
+
+@pytest.mark.slow
+def test_model_lm_eval_runs_a_job_like_the_native_engine(tmp_path, data_root):
+    """``taxbench run model=lm_eval`` (lm-eval's HF backend on the converted smollm2 folder) scores
+    CrowS-Pairs as the native engine does: same decisions, sums within 1e-3 nats."""
+    import glob
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from bench.config import load_named
+
+    folder = load_named("smollm2-135m").model.name_or_path
+    env = {**os.environ, "WANDB_MODE": "disabled", "TAXBENCH_DATA": str(data_root.root)}
+    common = ["only=[crows_pairs]", "benchmarks.crows_pairs.n=20", "logger=none"]
+    runs = {"lm_eval": ["model=lm_eval", "model.name=smollm2-lmeval", "model.backend=hf", "model.batch_size=8",
+                        f"model.args='pretrained={folder},prefix_token_id=0'"], "native": []}
+    records = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", *extra, *common, f"paths.results_dir={out}"],
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        [path] = glob.glob(str(out / "records" / "*.jsonl"))
+        records[name] = [json.loads(line) for line in open(path)]
+    for a, b in zip(records["lm_eval"], records["native"]):
+        assert a["more_wins"] == b["more_wins"] and abs(a["score_more"] - b["score_more"]) < 1e-3

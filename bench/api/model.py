@@ -12,7 +12,7 @@ from bench.validate import check_fields
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-SOURCES = ("hf", "dir", "package", "random")
+SOURCES = ("hf", "dir", "package", "random", "lm_eval")
 
 
 @dataclass
@@ -36,6 +36,8 @@ class ModelConfig:
     padding_side: str = "right"
     trust_remote_code: bool = False  # run code shipped with a hub model; off unless a config asks
     seed: int = 0  # init seed (source=random)
+    backend: str | None = None  # lm-eval model backend (source=lm_eval): hf | vllm | local-completions | ...
+    args: dict[str, Any] | str | None = None  # the backend's model_args (source=lm_eval): dict or "key=value,..."
 
     def __post_init__(self) -> None:
         check_fields(self, "model")
@@ -51,6 +53,8 @@ class ModelConfig:
             raise ConfigError(f"model.max_length must be > 0, got {self.max_length}")
         if self.source in ("hf", "dir") and not self.path:
             raise ConfigError(f"model.path is required for model.source={self.source}")
+        if self.source == "lm_eval" and not (self.backend and self.args):
+            raise ConfigError("model.backend and model.args are required for model.source=lm_eval")
         if self.source == "package" and not (self.package and self.gguf_file):
             raise ConfigError("model.package and model.gguf_file are required for model.source=package")
 

@@ -138,6 +138,8 @@ def model_identity(cfg: ModelConfig, model_configs: dict[str, ModelConfig] | Non
         digest = _weights_digest(Path(cfg.path), cache)
     elif cfg.source == "hf":
         digest = hashlib.sha256(f"{cfg.path}@{cfg.revision}".encode()).hexdigest()
+    elif cfg.source == "lm_eval":  # a backend named by its arguments (served weights are not visible here)
+        digest = hashlib.sha256(json.dumps([cfg.backend, cfg.args], sort_keys=True).encode()).hexdigest()
     else:
         base = (model_configs or {}).get(cfg.tokenizer_from)
         tokenizer_id = model_identity(base, cache=cache) if base else cfg.tokenizer_from
