@@ -42,20 +42,13 @@ from bench.validate import check_fields
 from methods.attribute_sentences import (CORPORA, attribute_tuples, check_corpora, corpus_files, corpus_sentences, probe_classes, split_sentences)
 from methods.text.words import check_bias_type
 from methods.projection import (artifact_path, budget_size, class_features, linear_probe, load_or_fit,
-                                probe_report, projected_lm)
+                                probe_report, probe_specs, projected_lm)
 
 log = logging.getLogger(__name__)
 # sentences per class (fitting + held-out) by train_budget: paper: bias-bench (10,000); cpu: the
 # >= 2,000 at which ~4,200 training points face 576 dimensions (smollm2-135m)
 PER_CLASS = {"smoke": 15, "cpu": 2000, "paper": 10_000}
-INFO_SPECS = [  # the numbers prepare() reports in Debiased.info (not recomputable from records)
-    MetricSpec("method/inlp_acc_before", "method", "higher", "held-out accuracy (0-1) of a linear SVM "
-               "reading the attribute class from mean-pooled final hidden states, before the projection",
-               aggregate="none"),
-    MetricSpec("method/inlp_acc_after", "method", "lower", "the same probe's held-out accuracy (0-1), retrained "
-               "on projected states; the majority-class rate means nothing linear is left", aggregate="none"),
-    MetricSpec("method/inlp_acc_majority", "method", "higher", "majority-class rate (0-1) of the held-out "
-               "sentences: chance level of the probe", aggregate="none"),
+INFO_SPECS = probe_specs("inlp", "projected states") + [  # Debiased.info numbers (not recomputable from records)
     MetricSpec("method/inlp_n_per_class", "method", "higher", "sentences per class used, fitting + held-out "
                "(balanced)", aggregate="none"),
     MetricSpec("method/inlp_n_train", "method", "higher", "sentences P and the probe were fitted on", aggregate="none"),

@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from bench.api.metrics import MetricSpec
 from bench.errors import ConfigError
 from bench.engine.hf_lm import HFScoringLM
 from bench.io import cached_dir, stable_hash
@@ -88,6 +89,20 @@ def probe_report(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, y
     return {"acc_before": probe_accuracy(X_train, y_train, X_test, y_test, seed),
             "acc_after": probe_accuracy(X_train @ P, y_train, X_test @ P, y_test, seed),
             "acc_majority": float(np.bincount(y_test).max() / len(y_test))}
+
+
+def probe_specs(method: str, after: str) -> list[MetricSpec]:
+    """The specs of ``probe_report``'s numbers as ``method/<method>_acc_*`` info metrics; ``after``
+    says what the retrained probe reads (e.g. "projected states")."""
+    return [
+        MetricSpec(f"method/{method}_acc_before", "method", "higher", "held-out accuracy (0-1) of a linear SVM "
+                   "reading the attribute class from mean-pooled final hidden states, before the debiasing",
+                   aggregate="none"),
+        MetricSpec(f"method/{method}_acc_after", "method", "lower", f"the same probe's held-out accuracy (0-1), "
+                   f"retrained on {after}; the majority-class rate means nothing linear is left", aggregate="none"),
+        MetricSpec(f"method/{method}_acc_majority", "method", "higher", "majority-class rate (0-1) of the "
+                   "held-out sentences: chance level of the probe", aggregate="none"),
+    ]
 
 
 def budget_size(budget: str, sizes: dict[str, int | None]) -> int | None:

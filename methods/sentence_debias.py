@@ -35,7 +35,7 @@ from bench.validate import check_fields
 from methods.attribute_sentences import (CORPORA, attribute_tuples, check_corpora, corpus_files, corpus_sentences, counterfactual_groups, probe_classes, split_sentences)
 from methods.text.words import check_bias_type
 from methods.projection import (artifact_path, budget_size, class_features, embed, load_or_fit, probe_report,
-                                projected_lm)
+                                probe_specs, projected_lm)
 
 log = logging.getLogger(__name__)
 # counterfactual groups by train_budget (gender: a group is one sentence per class); paper: all
@@ -47,14 +47,7 @@ INFO_SPECS = [  # the numbers prepare() reports in Debiased.info (not recomputab
                aggregate="none"),
     MetricSpec("method/sentence_debias_explained_variance", "method", "higher", "share (0-1) of the "
                "group-centred embedding variance along the removed direction", aggregate="none"),
-    MetricSpec("method/sentence_debias_acc_before", "method", "higher", "held-out accuracy (0-1) of a linear SVM "
-               "reading the attribute class from mean-pooled final hidden states, before the removal",
-               aggregate="none"),
-    MetricSpec("method/sentence_debias_acc_after", "method", "lower", "the same probe's held-out accuracy (0-1), "
-               "retrained on states with the bias direction removed", aggregate="none"),
-    MetricSpec("method/sentence_debias_acc_majority", "method", "higher", "majority-class rate (0-1) of the "
-               "held-out probe sentences: chance level", aggregate="none"),
-]
+] + probe_specs("sentence_debias", "states with the bias direction removed")
 
 
 def bias_direction(embeddings: torch.Tensor, normalize: bool = True) -> tuple[torch.Tensor, float]:
