@@ -3,7 +3,8 @@
 Writes.  Everything taxbench writes (result files, per-example records, converted models,
 fitted projections, checkpoints, scorer heads) lands in a temporary sibling
 ``.<name>.<pid>@<host>.<token>.tmp`` and is renamed into place only when complete, so a killed
-run never leaves a partial file where a finished one is expected.  Temp files and folders are
+run never leaves a partial file where a finished one is expected; the temp a killed writer left
+is deleted by the next write of that file (``clean_stale_temps``).  Temp files and folders are
 created with mode 0666 / 0777 less the process umask (what a plain ``open``/``mkdir`` gives),
 so a result or cache folder on a shared cluster disk is as readable as the user's umask allows.
 
@@ -139,8 +140,10 @@ def clean_stale_temps(target: Path) -> list[Path]:
 
 # ------------------------------------------------------------------ single files
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp sibling, fsync, rename onto ``path``; stale temps of ``path`` go first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(path)
     tmp = temp_sibling(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode less the umask
     try:
