@@ -1,7 +1,9 @@
-"""Cached artifacts are verified before reuse (bench.io.cached_dir): a corrupted, truncated or
-unlisted file, or a missing/malformed manifest, is detected and the artifact rebuilt (logged);
-stale temp siblings of a killed writer are cleaned; modes follow the umask; non-finite model
-outputs raise naming the first offending input."""
+"""Cached artifacts are verified before reuse (bench.io.cached_dir): a corrupted, truncated,
+NaN-filled or unlisted file, an edited training record or manifest, or a missing/malformed
+manifest, is detected and the artifact rebuilt (logged) - on a synthetic folder and on the real
+checkpoint, projection and (slow) converted model; stale temp siblings of a killed writer
+(folders and single files) are cleaned; modes follow the umask; non-finite model outputs raise
+naming the first offending input."""
 from __future__ import annotations
 
 import copy
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from bench.api import MethodContext
 from bench.engine.hf_lm import HFScoringLM, NonFiniteError
@@ -124,6 +128,17 @@ def test_stale_temps_are_cleaned_before_a_build(tmp_path, caplog):
     assert len(removed) == 2 and any(dead.name in m for m in removed)
 
 
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f".result.json.{gone.pid}@{_HOST}.0000aaaa.tmp"  # as a SIGKILL mid-write leaves it
+    dead.write_bytes(b'{"half": ')
+    live = tmp_path / f".result.json.{os.getppid()}@{_HOST}.0000bbbb.tmp"  # a running writer: kept
+    live.write_bytes(b"{")
+    atomic_write_bytes(tmp_path / "result.json", b"{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "result.json"])
+
+
 # ----------------------------------------------------------------- umask
 @pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
 def test_modes_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
@@ -144,7 +159,20 @@ def test_modes_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
 
 
 # ----------------------------------------------------------------- the real artifacts
-def test_corrupt_projection_is_refitted(tmp_path, caplog):
+def _nan_tensor(path: Path) -> None:  # a valid safetensors file of the same size, one value NaN
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    first = sorted(tensors)[0]
+    tensors[first] = tensors[first].clone()
+    tensors[first].view(-1)[0] = float("nan")
+    size = path.stat().st_size
+    save_file(tensors, str(path), metadata=metadata)
+    assert path.stat().st_size == size
+
+
+@pytest.mark.parametrize("damage, reason", [(lambda p: p.write_bytes(p.read_bytes()[:-8]), "bytes"),
+                                            (_nan_tensor, "does not match its sha256")], ids=["truncated", "nan"])
+def test_corrupt_projection_is_refitted(tmp_path, caplog, damage, reason):
     path = tmp_path / "inlp" / "key" / projection.ARTIFACT
     calls = []
 
@@ -153,10 +181,10 @@ def test_corrupt_projection_is_refitted(tmp_path, caplog):
         return {"P": torch.eye(4)}, {"acc_after": 0.5}
 
     assert torch.equal(projection.load_or_fit(path, fit)[0]["P"], torch.eye(4))
-    path.write_bytes(path.read_bytes()[:-8])  # truncated
+    damage(path)
     with caplog.at_level(logging.WARNING, logger="bench.io"):
         again = projection.load_or_fit(path, fit)
-    assert len(calls) == 2 and "fitted projection inlp" in caplog.text and "bytes" in caplog.text
+    assert len(calls) == 2 and "fitted projection inlp" in caplog.text and reason in caplog.text
     assert torch.equal(again[0]["P"], torch.eye(4)) and again[1] == {"acc_after": 0.5}
     projection.load_or_fit(path, fit)
     assert len(calls) == 2  # verified: reused
@@ -165,22 +193,43 @@ def test_corrupt_projection_is_refitted(tmp_path, caplog):
 FAST = dict(max_steps=2, batch_size=2, lr=1e-2, warmup_steps=0, seq_len=32)
 
 
-def test_corrupt_checkpoint_is_retrained_not_reused(tiny_loaded, data_root, tmp_path, monkeypatch, caplog):
+def _edit_record(folder: Path) -> None:
+    record = json.loads((folder / checkpoint.RECORD).read_text())
+    (folder / checkpoint.RECORD).write_text(json.dumps({**record, "steps": record["steps"] + 1}, indent=1) + "\n")
+
+
+def _manifest_mismatch(folder: Path) -> None:  # the manifest itself edited: another sha256 for the weights
+    doc = json.loads((folder / MANIFEST).read_text())
+    doc["files"]["model.safetensors"]["sha256"] = "0" * 64
+    (folder / MANIFEST).write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("damage, named, reason", [
+    (lambda f: _garbage(f / "model.safetensors"), "model.safetensors", "does not match its sha256"),
+    (lambda f: _nan_tensor(f / "model.safetensors"), "model.safetensors", "does not match its sha256"),
+    (_edit_record, checkpoint.RECORD, "the manifest"),
+    (lambda f: (f / MANIFEST).unlink(), MANIFEST, "is missing"),
+    (_manifest_mismatch, "model.safetensors", "does not match its sha256")],
+    ids=["weights-garbage", "weights-nan", "train-record-edited", "manifest-missing", "manifest-mismatch"])
+def test_corrupt_checkpoint_is_retrained_not_reused(tiny_loaded, data_root, tmp_path, monkeypatch, caplog,
+                                                    damage, named, reason):
     ctx = MethodContext(data=data_root, cache_dir=tmp_path, seed=0, code_version="test", budget="cpu")
     method = CDA(max_examples=2, train=TrainConfig(**FAST))
     first = method.prepare(tiny_loaded, ctx)
     a = {k: v.clone() for k, v in first.lm.model.state_dict().items()}  # the weights may be mmapped
     folder = tmp_path / "checkpoints" / first.info["method/checkpoint_key"]
-    [weights] = folder.glob("*.safetensors")
-    _garbage(weights)
+    assert (folder / "model.safetensors").exists()
+    damage(folder)
     trained = []
     real_fit = checkpoint.fit
     monkeypatch.setattr(checkpoint, "fit", lambda *a, **k: trained.append(1) or real_fit(*a, **k))
     with caplog.at_level(logging.WARNING, logger="bench.io"):
         second = method.prepare(tiny_loaded, ctx)
-    assert trained == [1] and weights.name in caplog.text and "cda checkpoint" in caplog.text
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert trained == [1] and "cda checkpoint" in line and named in line and reason in line
     b = second.lm.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # the rebuild is the same checkpoint
+    assert verify_manifest(folder) is None and second.info["method/steps"] == first.info["method/steps"]
 
 
 @pytest.mark.slow
