@@ -13,6 +13,7 @@ metric never raises: its panel says what is missing.
 """
 from __future__ import annotations
 
+import io
 import math
 import sys
 import textwrap
@@ -24,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from bench.io import atomic_write_bytes
 from bench.report.compare import BASELINE, CAPABILITY
 from bench.report.leaderboard import Entry, Leaderboard
 from bench.api.metrics import MetricSpec, select
@@ -59,8 +61,11 @@ def _short(keys: Sequence[str]) -> str:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Write the figure as PNG atomically (a kill mid-write leaves the previous file, never half a PNG)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
