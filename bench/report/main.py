@@ -37,7 +37,8 @@ def main(results_dir: str | Path = "results", out_dir: str | Path | None = None,
     (default results_dir).
 
     command / machine for the markdown header: arguments, else results_dir/leaderboard_meta.json
-    ({"command": ..., "machine": ...}), else the leaderboard command and the runs' platforms.
+    ({"command": ..., "machine": ..., "wall_time": ...}), else the leaderboard command and the runs' platforms;
+    the header also sums the runs' own job times (``timings.total``).
     Returns {"markdown": path, "csv": path, "site": path, "plots": [paths], "leaderboard": Leaderboard}."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < MIN_N_BOOT:
         raise ConfigError(f"--n-boot must be an integer >= {MIN_N_BOOT} (a 95% interval needs a resample in each "
@@ -53,7 +54,8 @@ def main(results_dir: str | Path = "results", out_dir: str | Path | None = None,
         {str(e.run.doc.get("versions", {}).get("platform", "unknown platform")) for e in lb.entries}))
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     md_path, csv_path = out / "leaderboard.md", out / "leaderboard.csv"
-    atomic_write_bytes(md_path, to_markdown(lb, command, machine, generated, str(results_dir)).encode())
+    atomic_write_bytes(md_path, to_markdown(lb, command, machine, generated, str(results_dir),
+                                            wall=meta.get("wall_time")).encode())
     atomic_write_bytes(csv_path, to_frame(lb).to_csv(index=False).encode())
     site = write_site(lb, out, generated)  # site/index.html, the static web leaderboard
     paths: list[Path] = []

@@ -177,13 +177,23 @@ def tax_table(lb: Leaderboard) -> list[str]:
                   + ["capability change, % (↑)", "verdict"], rows)
 
 
-def to_markdown(lb: Leaderboard, command: str, machine: str, generated: str, results_dir: str) -> str:
+def job_minutes(runs: list) -> float:
+    """Sum of the runs' own wall times (``timings.total``, seconds: model load, method, benchmarks), minutes."""
+    return sum(float(r.doc.get("timings", {}).get("total", 0.0)) for r in runs) / 60
+
+
+def to_markdown(lb: Leaderboard, command: str, machine: str, generated: str, results_dir: str,
+                wall: str | None = None) -> str:
+    """The leaderboard page; ``wall``: the elapsed time of the command(s) that produced the runs, if known."""
     runs = [e.run for e in lb.entries]
     codes = sorted({r.code_version for r in runs})
+    pooled = [r for e in lb.entries for r in (e.seed_runs or [e.run])]
     lines = [
         "# taxbench leaderboard", "",
         f"- Command: `{command}`",
         f"- Machine: {machine}",
+        f"- Time: {len(pooled)} jobs, {job_minutes(pooled):.0f} min of job time (sum of the result files' "
+        "`timings.total`)" + (f"; wall time of the command(s): {wall}" if wall else ""),
         f"- Generated: {generated} from {len(runs)} result files in `{results_dir}/runs`"
         f" ({len(lb.superseded)} superseded by newer runs, {len(lb.skipped)} unreadable skipped); code {', '.join(codes)}"
         + (f" (pinned with --code-version {lb.pinned})" if lb.pinned else ""),
