@@ -30,6 +30,24 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip()).replace(":; ", ": ")
 
 
+HYDRA_PACKAGES = ("hydra", "hydra_plugins")  # Hydra's own launchers, sweepers and callbacks
+
+
+def check_hydra_overrides(argv: list[str]) -> None:
+    """Refuse an override that sets a ``_target_`` under ``hydra.`` (callbacks, launcher, sweeper) to
+    anything outside the project's packages, Hydra's own and ``$TAXBENCH_PLUGINS``: Hydra instantiates
+    those before ``bench.run`` sees the config, so ``check_targets`` there would come too late."""
+    from bench.config import allowed_targets
+
+    allowed = (*allowed_targets(), *HYDRA_PACKAGES)
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if sep and key.startswith("hydra.") and key.split(".")[-1] == "_target_":
+            if not any(value == p or value.startswith(p + ".") for p in allowed):
+                raise ConfigError(f"{key}={value!r} is not in the project's or Hydra's packages "
+                                  f"{[p + '.' for p in allowed]}; to use a plugin, add its module to TAXBENCH_PLUGINS")
+
+
 def _run(argv: list[str]) -> int:
     import hydra
     from hydra.errors import HydraException
@@ -48,6 +66,7 @@ def _run(argv: list[str]) -> int:
             print(f"taxbench: error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
 
+    check_hydra_overrides(argv)
     sys.argv = ["taxbench run", *argv]
     user_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Hydra prints a composition error (unknown option, wrong type) over several lines and exits 1;

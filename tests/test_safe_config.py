@@ -41,3 +41,23 @@ def test_scrub_drops_secret_keys_and_values_of_secret_env_vars(monkeypatch):
     cfg = {"my_api_key": "x", "note": "key=sk-0123456789", "list": ["a", "sk-0123456789"], "seed": 0,
            "nested": {"password": "p", "flag": "short"}}
     assert scrub(cfg) == {"list": ["a"], "seed": 0, "nested": {"flag": "short"}}
+
+
+@pytest.mark.parametrize("override", ["hydra.callbacks.leaderboard._target_=builtins.print",
+                                      "+hydra.callbacks.evil._target_=os.system",
+                                      "++hydra.launcher._target_=subprocess.Popen"])
+def test_hydra_targets_from_overrides_are_refused_before_hydra_starts(override, tmp_path, capsys):
+    from bench.cli import main
+
+    code = main(["run", "model=tiny-random", "suite=smoke", f"paths.results_dir={tmp_path}", override])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("taxbench: error: hydra.")
+    assert override.lstrip("+").split("=")[1] in err[0]
+    assert not any(tmp_path.iterdir())  # nothing ran
+
+
+def test_hydra_own_launcher_target_passes_the_check():
+    from bench.cli import check_hydra_overrides
+
+    check_hydra_overrides(["hydra.launcher._target_=hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+                           "hydra.callbacks.leaderboard._target_=bench.callbacks.LeaderboardCallback"])
