@@ -388,3 +388,19 @@ def test_header_prints_achieved_half_widths_and_a_toy_budget(results):
     md = R.to_markdown(lb, "c", "m", "t", "r")
     assert f"`stereoset/ss` ±{R.num(float(np.median(widths)))}" in md
     assert "Training budget: `cpu` (30 optimizer steps): a toy budget" in md
+
+
+def test_a_bfloat16_run_is_never_compared_with_a_float32_one(results):
+    docs = _docs()
+    none, cda = docs["smollm2-135m", "none"], docs["smollm2-135m", "cda"]
+    def bf16(doc, run_id):
+        return _write_run(results, doc, run_id=run_id,
+                          config={**doc["config"], "model": {**doc["config"]["model"], "dtype": "bfloat16"}})
+    bf16(cda, "cdabf16")
+    lb = L.build(results, n_boot=50)
+    alone = lb.entry("smollm2-135m (bfloat16)", "cda")
+    assert alone.base is None and lb.entry("smollm2-135m", "cda").run.doc["run_id"] == cda["run_id"]
+    bf16(none, "nonebf16")
+    lb = L.build(results, n_boot=50)
+    assert lb.entry("smollm2-135m (bfloat16)", "cda").base.doc["run_id"] == "nonebf16"
+    assert lb.entry("smollm2-135m", "cda").base.doc["run_id"] == none["run_id"]

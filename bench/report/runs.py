@@ -1,6 +1,6 @@
 """Result files as the report reads them: one ``Run`` per file, the newest per leaderboard cell.
 
-A cell is (model, method, bias type, suite, seed).  When several files share a cell, the run at
+A cell is (model and its dtype, method, bias type, suite, seed).  When several files share a cell, the run at
 the newest code version wins (by the creation time of that version's newest run; within a
 version, the newest run); every other run of the cell is *superseded* and listed in the
 leaderboard, so runs of different code versions are never mixed silently.  ``pin`` keeps only
@@ -34,7 +34,10 @@ class Run:
 
     @property
     def model(self) -> str:
-        return self.doc["model"]["name"]
+        """The model's name, with its dtype when not the float32 reference (``smollm2-135m (bfloat16)``):
+        a cell, its ``none`` baseline and its control are then always of one dtype."""
+        dtype = self.doc.get("config", {}).get("model", {}).get("dtype", "float32")
+        return self.doc["model"]["name"] + ("" if dtype == "float32" else f" ({dtype})")
 
     @property
     def method(self) -> str:
