@@ -25,7 +25,7 @@ LAYERS = {
     "bench.engine": 2, "bench.tasks": 2, "bench.scorers": 2, "methods": 2, "bench.lm_eval_bridge": 2,
     "bench.evaluate_metrics": 3,
     "bench.store": 3, "bench.tracking": 3, "bench.config": 3, "bench.run": 3, "bench.perf": 3, "bench.parity": 3,
-    "bench.summary": 3,
+    "bench.summary": 3, "bench.dtype_agreement": 3,
     "bench.report": 4, "bench.callbacks": 4,
     "bench.cli": 5,
 }
