@@ -5,7 +5,8 @@
 
 One model config is loaded twice (``load_named(name, dtype=...)``: float32, the reference, and
 ``--dtype``), each wrapped in ``HFScoringLM``.  Every timing warms up first and is one
-``time.perf_counter`` run per dtype (``bench.perf.timed_pair``); peak RSS is VmHWM (MiB).
+``time.perf_counter`` run per dtype (``bench.perf.timed_pair``); peak RSS is the process's VmHWM
+over the timed run (MiB; both models stay resident, so it is not one dtype's footprint).
 
 * scoring: the real benchmarks ``StereoSet``, ``CrowsPairs`` and ``TruthfulQA`` (``n`` examples
   each, the same seeded sample for both dtypes) through ``evaluate(lm, DataRoot)``; warm-up is the
@@ -96,7 +97,7 @@ def compare_results(what: str, ref: BenchmarkResult, other: BenchmarkResult, fie
 def compare_benchmark(what: str, n: int, lms: dict[str, HFScoringLM], data: DataRoot) -> Comparison:
     """Time ``what`` (a BENCHMARKS name) on ``n`` examples with each LM and compare the results."""
     cls, fields, metrics = BENCHMARKS[what]
-    timings = _timed({d: (lambda bench, lm=lm: bench.evaluate(lm, data)) for d, lm in lms.items()},
+    timings = _timed({d: (lambda task, lm=lm: task.evaluate(lm, data)) for d, lm in lms.items()},
                      cls(n=n), cls(n=WARM_N))
     ref, other = (timings[d]["result"] for d in lms)
     agree, absdiff = compare_results(what, ref, other, fields, metrics)
