@@ -1,6 +1,6 @@
 """Throughput of taxbench's scoring and sampling engines against lm-evaluation-harness.
 
-    python -m bench.perf [--quick] [--model smollm2-135m] [--dtype float32] [--batch-size B]
+    python -m bench.perf [--quick] [--only WORKLOAD ...] [--model smollm2-135m] [--dtype float32] [--batch-size B]
 
 On one model object and identical requests it times (warm-up first, then the median of
 ``--runs`` interleaved runs):
@@ -12,14 +12,24 @@ On one model object and identical requests it times (warm-up first, then the med
   through ``HFScoringLM.loglikelihood``;
 * k-sample generation (k = 25, 20 new tokens, top-p 0.9) of RealToxicityPrompts prompts
   through ``HFScoringLM.generate`` and through a per-prompt ``model.generate`` loop (32
-  prompts: one batch of smollm2-135m, as the toxicity benchmark runs them; 3 with --quick).
+  prompts: one batch of smollm2-135m, as the toxicity benchmark runs them; 3 with --quick);
+* StereoSet intrasentence under ``protocol: bias_bench`` (a start-token pass for each
+  sentence's first token, the sentence alone for the rest; ``bench.tasks.stereoset``)
+  through ``build_requests`` -> ``HFScoringLM.loglikelihood`` -> ``score`` and through a
+  transcription of bias-bench's runner (``_likelihood_score_generative``: one forward per
+  sentence, batch size 1) and of its evaluator's decisions.  Reported: sentences/s, and the
+  number of examples whose SS decision (stereotype > anti-stereotype) or LMS decisions
+  (each of them > unrelated) differ between the two, with the max |delta sentence score|.
 
 Both scorers get the same sentence-start token and window.  Throughput is requests/s and
 request tokens/s (context + continuation tokens of every request, i.e. what a naive
 engine would run), generated tokens/s (prompts x k x new tokens).  Most of MAXDIFF is
 lm-eval's fp32 log-softmax (it drifts ~1e-5 nats per token from the exact value; ours uses
-logsumexp).  The last lines are machine-readable: ``RATIO <figure> <reference time / ours>``
-and ``MAXDIFF <max |delta ll| over all scored requests>``.
+logsumexp).  The last lines are machine-readable: ``RATIO <figure> <reference time / ours>``,
+``MAXDIFF <max |delta ll| over the TruthfulQA and CrowS requests>``, and for StereoSet
+``SCOREDIFF stereoset_bias_bench <max |delta sentence score|>`` and ``DECISIONS_DIFFER
+stereoset_bias_bench <examples with a different SS or LMS decision>``.  ``--only`` runs a
+subset of the four workloads (truthfulqa, crows_pairs, sampling, stereoset).
 Requires lm-eval (``pip install -e .[anchor]``).  Not a test: timings depend on the machine.
 """
 from __future__ import annotations
@@ -42,13 +52,16 @@ from bench.engine.cpu_inference import reuse_freed_memory
 from bench.data import DataRoot, read_csv, read_json, read_jsonl
 from bench.engine.hf_lm import HFScoringLM
 from bench.api.lm import GenerationSpec, Request
+from bench.api.metrics import aggregate
 from bench.config import load_named
+from bench.tasks import stereoset
 from bench.tasks.truthfulqa import PRIMER as QA_PRIMER  # lm-eval's doc_to_text primer, verbatim
 
-SIZES = {  # (TruthfulQA questions, CrowS pairs, toxicity prompts); full: one sampling batch of smollm2-135m
-    "quick": (4, 30, 3),
-    "full": (24, 200, 32),
+SIZES = {  # (TruthfulQA questions, CrowS pairs, toxicity prompts, StereoSet examples); full: 32 prompts are
+    "quick": (4, 30, 3, 30),  # one sampling batch of smollm2-135m
+    "full": (24, 200, 32, 300),
 }
+WORKLOADS = ("truthfulqa", "crows_pairs", "sampling", "stereoset")
 K_SAMPLES, NEW_TOKENS, TOP_P = 25, 20, 0.9
 
 
@@ -99,6 +112,11 @@ def toxicity_prompts(data: DataRoot, n: int) -> list[str]:
     return [r["prompt"]["text"] for r in rows]
 
 
+def stereoset_examples(data: DataRoot, n: int) -> list[stereoset.Example]:
+    """``n`` intrasentence examples, stratified by domain as the benchmark samples them."""
+    return stereoset.StereoSet(n=n).examples(data)
+
+
 # ------------------------------------------------------------------------- engines
 def lm_eval_scorer(lm: HFScoringLM) -> Callable[[list[tuple[str, str]]], list[float]]:
     """lm-eval's HFLM on the same model object, sentence-start token and window."""
@@ -139,6 +157,43 @@ def hf_generate_loop(lm: HFScoringLM, spec: GenerationSpec) -> Callable[[list[st
                                         pad_token_id=lm.tokenizer.pad_token_id)
             out.append(lm.tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True))
         return out
+
+    return run
+
+
+def ours_stereoset(lm: HFScoringLM) -> Callable[[list[stereoset.Example]], list[dict]]:
+    """The benchmark's pipeline under ``protocol: bias_bench``: one ``loglikelihood`` call, then ``score``."""
+    return lambda examples: stereoset.score(
+        examples, lm.loglikelihood(stereoset.build_requests(examples, "bias_bench")), "bias_bench")
+
+
+def bias_bench_stereoset(lm: HFScoringLM) -> Callable[[list[stereoset.Example]], list[dict]]:
+    """bias-bench's ``StereoSetRunner._likelihood_score_generative`` (batch size 1, as it runs)
+    and ``ScoreEvaluator.count``'s decisions, transcribed on the same model object: one forward
+    of the start token alone gives the first token's distribution (softmax); then per sentence
+    one forward of its tokens (``tokenizer.encode``, no special tokens, no start token),
+    softmax, token i's probability read at position i - 1 with ``.item()``, score = 2 ** mean
+    log2 p.  Records carry ``stereoset.score``'s fields.  Deviations: bias-bench's start token
+    is GPT-2's ``<|endoftext|>``, here the model's sentence-start token (``lm.prefix_id``), as
+    ours; ``torch.inference_mode`` instead of ``no_grad``."""
+    def run(examples: list[stereoset.Example]) -> list[dict]:
+        records = []
+        with torch.inference_mode():
+            initial = torch.softmax(lm.model(torch.tensor([[lm.prefix_id]], device=lm.device))[0], dim=-1)
+            for e in examples:
+                scores = []
+                for sentence in (e.stereotype, e.anti_stereotype, e.unrelated):
+                    tokens = lm.encode(sentence)
+                    probs = [initial[0, 0, tokens[0]].item()]
+                    output = torch.softmax(lm.model(torch.tensor([tokens], device=lm.device))[0], dim=-1)
+                    probs += [output[0, i - 1, tokens[i]].item() for i in range(1, len(tokens))]
+                    scores.append(float(np.power(2, np.sum([np.log2(p) for p in probs]) / len(probs))))
+                pro, anti, unrelated = scores
+                records.append({"id": e.id, "domain": e.domain, "target": e.target,
+                                "stereo_wins": float(pro > anti),  # ScoreEvaluator.count: "pro", else "anti"
+                                "lm_wins": 0.5 * (pro > unrelated) + 0.5 * (anti > unrelated),  # "related" / 2
+                                "stereo": pro, "anti": anti, "unrelated": unrelated})
+        return records
 
     return run
 
@@ -243,6 +298,39 @@ def report_sampling(lm: HFScoringLM, prompts: list[str], runs: int) -> float:
     return ratio
 
 
+def stereoset_agreement(ref: list[dict], ours: list[dict]) -> tuple[int, int, int, float]:
+    """Examples whose SS decision differs, whose LMS decision differs, whose either differs, and
+    the max |delta sentence score| over every sentence; the record lists must hold the same ids
+    in the same order."""
+    if [r["id"] for r in ref] != [r["id"] for r in ours]:
+        raise ValueError("the two StereoSet runs scored different examples")
+    ss = [a["stereo_wins"] != b["stereo_wins"] for a, b in zip(ref, ours)]
+    lms = [a["lm_wins"] != b["lm_wins"] for a, b in zip(ref, ours)]
+    diff = max(abs(a[k] - b[k]) for a, b in zip(ref, ours) for k in ("stereo", "anti", "unrelated"))
+    return sum(ss), sum(lms), sum(x or y for x, y in zip(ss, lms)), diff
+
+
+def report_stereoset(lm: HFScoringLM, examples: list[stereoset.Example], runs: int) -> tuple[float, int, float]:
+    """Prints the table; returns (speed-up, examples with a different decision, max |delta score|)."""
+    timings = timed_pair({"bias-bench": bias_bench_stereoset(lm), "taxbench": ours_stereoset(lm)},
+                         examples, examples[:2], runs, lm.device)
+    sentences = [s for e in examples for s in (e.stereotype, e.anti_stereotype, e.unrelated)]
+    tokens = sum(len(lm.encode(s)) for s in sentences)
+    specs = stereoset.metric_specs((), "bias_bench")  # overall SS, LMS, ICAT (term macro-averages)
+    print(f"\nstereoset (protocol bias_bench): {len(examples)} examples, {len(sentences)} sentences, "
+          f"{tokens} sentence tokens")
+    for name, t in timings.items():
+        metrics = {s.key.split("/")[1]: aggregate(s, t["result"]) for s in specs}
+        print(f"  {name:10s} {t['median']:8.2f} s (runs {', '.join(f'{s:.2f}' for s in t['seconds'])})  "
+              f"{len(sentences) / t['median']:8.2f} sent/s  {tokens / t['median']:9.1f} tok/s  {t['memory']}  "
+              + "  ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
+    ss, lms, differ, diff = stereoset_agreement(timings["bias-bench"]["result"], timings["taxbench"]["result"])
+    ratio = timings["bias-bench"]["median"] / timings["taxbench"]["median"]
+    print(f"  speed-up {ratio:.2f}x   examples with a different SS decision {ss}, LMS decision {lms}   "
+          f"max |delta sentence score| {diff:.2e}")
+    return ratio, differ, diff
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small request sets (a few minutes on a 2-core CPU)")
@@ -250,11 +338,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     parser.add_argument("--batch-size", type=int, default=None, help="sequences per forward (default: model config)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per engine (median reported)")
-    parser.add_argument("--sizes", type=int, nargs=3, metavar=("TQA", "CROWS", "PROMPTS"), default=None,
-                        help="TruthfulQA questions, CrowS pairs, toxicity prompts (overrides --quick)")
+    parser.add_argument("--sizes", type=int, nargs=4, metavar=("TQA", "CROWS", "PROMPTS", "STEREOSET"), default=None,
+                        help="TruthfulQA questions, CrowS pairs, toxicity prompts, StereoSet examples "
+                             "(overrides --quick)")
+    parser.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(WORKLOADS),
+                        help="run only these workloads (default: all four)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    n_tqa, n_crows, n_prompts = args.sizes or SIZES["quick" if args.quick else "full"]
+    n_tqa, n_crows, n_prompts, n_stereoset = args.sizes or SIZES["quick" if args.quick else "full"]
     overrides = {"dtype": args.dtype} | ({"batch_size": args.batch_size} if args.batch_size else {})
     loaded = load_named(args.model, **overrides)
     lm = HFScoringLM(loaded)
@@ -263,13 +354,25 @@ def main(argv: list[str] | None = None) -> None:
           f"{lm.max_length}, torch {torch.__version__} with {torch.get_num_threads()} threads "
           f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), freed memory reused: "
           f"{reuse_freed_memory() if lm.device.type == 'cpu' else 'n/a'}, {args.runs} runs")
-    tqa_ratio, tqa_diff = report_scoring(lm, truthfulqa(data, n_tqa), args.runs)
-    crows_ratio, crows_diff = report_scoring(lm, crows_pairs(data, n_crows), args.runs)
-    sampling_ratio = report_sampling(lm, toxicity_prompts(data, n_prompts), args.runs)
-    print(f"\nRATIO truthfulqa_mc2 {tqa_ratio:.3f}")
-    print(f"RATIO crows_pairs {crows_ratio:.3f}")
-    print(f"RATIO sampling {sampling_ratio:.3f}")
-    print(f"MAXDIFF {max(tqa_diff, crows_diff):.3e}")
+    ratios, ll_diffs, closing = {}, [], []
+    if "truthfulqa" in args.only:
+        ratios["truthfulqa_mc2"], diff = report_scoring(lm, truthfulqa(data, n_tqa), args.runs)
+        ll_diffs.append(diff)
+    if "crows_pairs" in args.only:
+        ratios["crows_pairs"], diff = report_scoring(lm, crows_pairs(data, n_crows), args.runs)
+        ll_diffs.append(diff)
+    if "sampling" in args.only:
+        ratios["sampling"] = report_sampling(lm, toxicity_prompts(data, n_prompts), args.runs)
+    if "stereoset" in args.only:
+        ratios["stereoset_bias_bench"], differ, diff = report_stereoset(
+            lm, stereoset_examples(data, n_stereoset), args.runs)
+        closing += [f"SCOREDIFF stereoset_bias_bench {diff:.3e}", f"DECISIONS_DIFFER stereoset_bias_bench {differ}"]
+    if ll_diffs:
+        closing.insert(0, f"MAXDIFF {max(ll_diffs):.3e}")
+    print()
+    for name, ratio in ratios.items():
+        print(f"RATIO {name} {ratio:.3f}")
+    print("\n".join(closing))
 
 
 if __name__ == "__main__":
