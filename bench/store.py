@@ -52,6 +52,7 @@ def versions(code: str) -> dict[str, Any]:
     import transformers
 
     return {"python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),  # sampled metrics may differ by a ulp-level draw across thread counts
             "transformers": transformers.__version__, "taxbench": __version__,
             "code_version": code, "git_commit": git_commit(), "platform": platform.platform()}
 
