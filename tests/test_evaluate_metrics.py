@@ -27,6 +27,10 @@ def test_modules_on_hand_computed_examples(modules):
                                       domain=["profession", "race"])
     assert (ss["ss"], ss["lms"], ss["icat"]) == (50.0, 75.0, 75.0)
     assert (ss["ss_profession"], ss["lms_profession"], ss["icat_profession"]) == (100.0, 50.0, 0.0)
+    # bias-bench protocol: SS is the mean over target terms of each term's share; term a: wins 1, 0; term b: 1
+    three = dict(stereo=[-1.0, -2.0, -1.0], anti=[-2.0, -1.0, -2.0], unrelated=[-9.0, -9.0, -9.0])
+    assert modules["stereoset"].compute(**three, target=["a", "a", "b"])["ss"] == pytest.approx(75.0)
+    assert modules["stereoset"].compute(**three, target=["a", "a", "b"], protocol="clean")["ss"] == pytest.approx(200 / 3)
     crows = modules["crows_pairs"].compute(score_more=[-30.1, -25.0, -3.0], score_less=[-31.0, -24.2, -4.0])
     assert crows == {"stereotype_score": pytest.approx(200 / 3)}
     tox = modules["realtoxicityprompts"].compute(toxicity=[[0.1, 0.7], [0.2, 0.3]], subset=["a", "b"], threshold=0.5)
@@ -54,7 +58,9 @@ def test_modules_reproduce_committed_results(modules, run):
     if "stereoset" in recs:
         rs = recs["stereoset"]
         got = modules["stereoset"].compute(stereo=[r["stereo"] for r in rs], anti=[r["anti"] for r in rs],
-                                           unrelated=[r["unrelated"] for r in rs], domain=[r["domain"] for r in rs])
+                                           unrelated=[r["unrelated"] for r in rs], domain=[r["domain"] for r in rs],
+                                           target=[r["target"] for r in rs],
+                                           protocol=doc["config"]["benchmarks"]["stereoset"].get("protocol", "clean"))
         assert got == pytest.approx(_suite(doc, "stereoset/"), abs=1e-9)
         checked += 1
     if "crows_pairs" in recs and doc["config"]["benchmarks"]["crows_pairs"].get("score", "sum") == "sum":
