@@ -45,10 +45,10 @@ def resample_counts(n: int, n_boot: int, seed: int, stream: str) -> np.ndarray:
 def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.ndarray) -> np.ndarray:
     """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``: the summed
     statistics of the drawn ids through the aggregate's own ``finish`` (NaN where it is undefined)."""
+    rows_by_id = [select(spec, groups[i]) for i in ids]  # once: a resample's selected records are its ids' ones
     if spec.aggregate in BY_RECORDS:
-        return np.array([aggregate(spec, [r for i, c in zip(ids, row) for _ in range(c) for r in groups[i]])
+        return np.array([aggregate(spec, [r for rows, c in zip(rows_by_id, row) if c for _ in range(c) for r in rows])
                          for row in counts])
-    rows_by_id = [select(spec, groups[i]) for i in ids]
     if is_grouped(spec):  # per id: [G, F + 1] group totals, summed over each resample's drawn ids
         per_id = [group_totals(spec, rows) for rows in rows_by_id]
         keys = {g: j for j, g in enumerate(dict.fromkeys(g for d in per_id for g in d))}
