@@ -37,15 +37,12 @@ def check_hydra_overrides(argv: list[str]) -> None:
     """Refuse an override that sets a ``_target_`` under ``hydra.`` (callbacks, launcher, sweeper) to
     anything outside the project's packages, Hydra's own and ``$TAXBENCH_PLUGINS``: Hydra instantiates
     those before ``bench.run`` sees the config, so ``check_targets`` there would come too late."""
-    from bench.config import allowed_targets
+    from bench.config import check_targets
 
-    allowed = (*allowed_targets(), *HYDRA_PACKAGES)
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
         if sep and key.startswith("hydra.") and key.split(".")[-1] == "_target_":
-            if not any(value == p or value.startswith(p + ".") for p in allowed):
-                raise ConfigError(f"{key}={value!r} is not in the project's or Hydra's packages "
-                                  f"{[p + '.' for p in allowed]}; to use a plugin, add its module to TAXBENCH_PLUGINS")
+            check_targets({"_target_": value}, key.rsplit(".", 1)[0], extra=HYDRA_PACKAGES)
 
 
 def _run(argv: list[str]) -> int:

@@ -66,10 +66,11 @@ def allowed_targets() -> tuple[str, ...]:
     return (*PROJECT_PACKAGES, *extra)
 
 
-def check_targets(node: Any, where: str = "") -> None:
+def check_targets(node: Any, where: str = "", extra: tuple[str, ...] = ()) -> None:
     """Refuse (before anything is instantiated) a ``_target_`` anywhere under ``node`` that is not
-    in ``allowed_targets()``: a config must not call ``builtins.open``, ``os.system`` and the like."""
-    allowed = allowed_targets()
+    in ``allowed_targets()`` (+ ``extra`` prefixes): a config must not call ``builtins.open``,
+    ``os.system`` and the like."""
+    allowed = (*allowed_targets(), *extra)
     if isinstance(node, dict):
         target = node.get("_target_")
         if target is not None and not any(str(target) == p or str(target).startswith(p + ".") for p in allowed):
@@ -77,10 +78,10 @@ def check_targets(node: Any, where: str = "") -> None:
                               f"{[p + '.' for p in allowed]}; to use a plugin, add its module to {PLUGINS_ENV} "
                               f"(e.g. {PLUGINS_ENV}=mypkg)")
         for key, value in node.items():
-            check_targets(value, f"{where}.{key}" if where else str(key))
+            check_targets(value, f"{where}.{key}" if where else str(key), extra)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            check_targets(value, f"{where}[{i}]")
+            check_targets(value, f"{where}[{i}]", extra)
 
 
 def load_named(name: str, **overrides: Any) -> LoadedModel:
