@@ -404,3 +404,29 @@ def test_a_bfloat16_run_is_never_compared_with_a_float32_one(results):
     lb = L.build(results, n_boot=50)
     assert lb.entry("smollm2-135m (bfloat16)", "cda").base.doc["run_id"] == "nonebf16"
     assert lb.entry("smollm2-135m", "cda").base.doc["run_id"] == none["run_id"]
+
+
+def test_a_baseline_is_resampled_once_however_many_runs_it_is_compared_with(monkeypatch):
+    """Run.replicates memoises: building the leaderboard recomputes each (run, metric) once, and the memoised
+    arrays are the plain bootstrap's (same draws, same values)."""
+    calls: dict[tuple[str, str], int] = {}
+    plain = RF.replicates
+
+    def counting(spec, groups, ids, counts):
+        key = (str(id(groups)), spec.key)
+        calls[key] = calls.get(key, 0) + 1
+        return plain(spec, groups, ids, counts)
+
+    monkeypatch.setattr(RF, "replicates", counting)
+    lb = L.build(FIXTURES, n_boot=60, seed=0)
+    assert calls and max(calls.values()) == 1
+    compared = [e for e in lb.entries if e.base is not None and e.changes]
+    assert sum(e.run.model == "smollm2-135m" for e in compared) >= 2  # one none run shared by several rows
+    entry = compared[0]
+    key, change = next((k, c) for k, c in entry.changes.items() if c.reps is not None)
+    spec = entry.run.specs[key]
+    groups_base, groups_run = entry.base.groups(spec), entry.run.groups(spec)
+    ids = sorted(set(groups_base) & set(groups_run))
+    counts = resample_counts(len(ids), 60, 0, key.split("/")[0])
+    np.testing.assert_array_equal(change.reps[0], plain(spec, groups_base, ids, counts))
+    np.testing.assert_array_equal(change.reps[1], plain(spec, groups_run, ids, counts))

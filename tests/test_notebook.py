@@ -35,10 +35,11 @@ def test_notebook_executes_on_fixture_results(tmp_path, monkeypatch):
 
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 6
     assert any("smollm2-135m" in o.get("data", {}).get("text/html", "") for o in outputs)  # the summary table
     assert (out / "leaderboard.md").read_text().startswith("# taxbench leaderboard")
     assert (out / "leaderboard.csv").exists()
     assert sorted(p.name for p in (out / "plots").glob("*.png")) == [
-        "bias_domains.png", "toxicity_intelligibility.png", "tradeoff.png"]
+        "bias_domains.png", "collapse_fairness.png", "scale.png", "toxicity_capability.png",
+        "toxicity_intelligibility.png", "tradeoff.png"]
     assert not list(FIXTURES.glob("*.md")) and not (FIXTURES / "plots").exists()  # fixtures untouched

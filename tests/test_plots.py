@@ -7,14 +7,19 @@ import sys
 import types
 from pathlib import Path
 
+import pytest
+
 from PIL import Image
 
 from bench.report import leaderboard as L
 from bench.report import render as R
+from bench.report import paper_figures as PF
 from bench.report import plots
+from bench.report.bootstrap import percentile_interval
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
-NAMES = ["tradeoff.png", "bias_domains.png", "toxicity_intelligibility.png"]
+NAMES = ["tradeoff.png", "bias_domains.png", "toxicity_intelligibility.png", "toxicity_capability.png",
+         "collapse_fairness.png", "scale.png"]
 
 
 def _check_png(path: Path, min_size: tuple[int, int] = (500, 300)) -> None:
@@ -106,3 +111,47 @@ def test_several_seeds_are_told_apart(tmp_path):
     pooled = L.build(tmp_path / "results", n_boot=50)  # the default: one row per cell, seeds pooled
     assert len(pooled.entries) == 8 and all(len(e.seed_runs) == 2 for e in pooled.entries)
     assert not pooled.multi_suite_seed  # every row pools seeds 0 and 1
+
+
+def _points(ax) -> dict[str, tuple[float, float]]:
+    """label text -> the (x, y) it annotates."""
+    return {t.get_text(): tuple(map(float, t.xy)) for t in ax.texts if hasattr(t, "xy")}
+
+
+def test_model_size_is_read_from_the_name():
+    assert PF.model_size("smollm2-135m") == 135e6
+    assert PF.model_size("gemma3-270m (bfloat16)") == 270e6
+    assert PF.model_size("llama-3.2-1b") == 1e9 and PF.model_size("qwen2.5-0.5b") == 0.5e9
+    assert PF.model_size("tiny-random") is None and PF.model_size("gpt2-medium") is None
+
+
+def test_paper_figures_draw_the_leaderboards_changes_and_values():
+    lb = L.build(FIXTURES, n_boot=50)
+    fig = PF.toxicity_capability(lb)
+    assert _titles(fig) == [f"{m} · {k}" for m in ("smollm2-135m", "tiny-random") for k in PF.CAPABILITY_AXES]
+    cda = lb.entry("smollm2-135m", "cda")
+    x, y = _points(fig.axes[0])["cda/gender"]
+    assert x == pytest.approx(-cda.changes[PF.TOXICITY].delta.est)  # toxicity reduction: minus its change
+    assert y == pytest.approx(cda.changes["truthfulqa/mc2"].delta.est)
+    assert "self_debias/gender (degenerate)" in _points(fig.axes[0])
+
+    none = lb.entry("smollm2-135m", "none")
+    value, lo, hi = PF.value_interval(lb, none, "stereoset/icat")  # the baseline's own replicates
+    assert value == none.run.metrics["stereoset/icat"]
+    assert (lo, hi) == percentile_interval(cda.changes["stereoset/icat"].reps[0])
+    assert lo < value < hi
+    fig = PF.collapse_fairness(lb)
+    assert _titles(fig) == ["smollm2-135m · stereoset/icat", "tiny-random · stereoset/icat"]  # no WinoBias in fixtures
+    assert _points(fig.axes[0])["none"] == (none.run.metrics["nc/unc3"], value)
+
+    fig = PF.scale(lb)  # tiny-random states no size: only smollm2-135m is placed
+    x, y = _points(fig.axes[0])["cda/gender"]
+    assert (x, y) == (135e6, pytest.approx(cda.bias.est))
+    assert "1 size in these results" in fig.get_suptitle()
+
+
+def test_paper_figures_without_their_metrics_carry_a_note():
+    lb = L.build(FIXTURES, n_boot=50)
+    lb.specs = {k: s for k, s in lb.specs.items() if not k.startswith(("toxicity/", "nc/"))}
+    assert "needs toxicity/expected_max" in _notes(PF.toxicity_capability(lb))
+    assert "needs one of nc/unc3, nc/nc3" in _notes(PF.collapse_fairness(lb))

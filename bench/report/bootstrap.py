@@ -71,16 +71,13 @@ def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.
         return ADDITIVE[spec.aggregate].finish(spec, t)
 
 
-def paired_replicates(spec: MetricSpec, base: Groups, other: Groups, n_boot: int, seed: int,
-                      stream: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Resampled values of ``spec`` in the base run and the other run, on shared ids.
-
-    None when the metric cannot be recomputed (aggregate "none", or no shared id)."""
-    ids = sorted(set(base) & set(other))
+def shared_ids(spec: MetricSpec, base: Groups, other: Groups) -> tuple[str, ...] | None:
+    """The sorted ids both runs scored, the ids a paired bootstrap resamples; None when the metric cannot
+    be recomputed from records (aggregate "none") or no id is shared."""
+    ids = tuple(sorted(set(base) & set(other)))
     if not (spec.aggregate in ADDITIVE or spec.aggregate in GROUPED or spec.aggregate in BY_RECORDS) or not ids:
         return None
-    counts = resample_counts(len(ids), n_boot, seed, stream)
-    return replicates(spec, base, ids, counts), replicates(spec, other, ids, counts)
+    return ids
 
 
 def percentile_interval(reps: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -12,9 +12,9 @@ import numpy as np
 from bench.api.metrics import MetricSpec, distance_to_ideal
 from bench.report.bootstrap import (
     excludes_zero,
-    paired_replicates,
     percentile_interval,
     resample_counts,
+    shared_ids,
 )
 from bench.report.runs import Run
 
@@ -81,14 +81,25 @@ class Change:
         return 1 if better else -1
 
 
+def paired_replicates(spec: MetricSpec, base: Run, run: Run, n_boot: int, seed: int
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
+    """[n_boot] resampled values of ``spec`` in ``base`` and in ``run`` under the same draws of their shared
+    ids (stream: the benchmark), each run's replicates memoised (``Run.replicates``); None without records
+    or shared ids (``shared_ids``)."""
+    gb, gr = base.groups(spec), run.groups(spec)
+    ids = None if gb is None or gr is None else shared_ids(spec, gb, gr)
+    if ids is None:
+        return None
+    stream = spec.key.split("/")[0]
+    return base.replicates(spec, ids, n_boot, seed, stream), run.replicates(spec, ids, n_boot, seed, stream)
+
+
 def compare_runs(base: Run, run: Run, n_boot: int, seed: int) -> dict[str, Change]:
     changes = {}
     for key, spec in run.specs.items():
         if not all(isinstance(r.metrics.get(key), (int, float)) for r in (base, run)):
             continue
-        gb, gr = base.groups(spec), run.groups(spec)
-        reps = None if gb is None or gr is None else paired_replicates(
-            spec, gb, gr, n_boot, seed, stream=spec.key.split("/")[0])
+        reps = paired_replicates(spec, base, run, n_boot, seed)
         changes[key] = Change(spec, float(base.metrics[key]), float(run.metrics[key]), reps)
     return changes
 

@@ -4,6 +4,8 @@
   bars, Pareto frontier, quadrants.
 - ``bias_domains.png``: target-50 bias scores per subset (StereoSet domain, CrowS bias type).
 - ``toxicity_intelligibility.png``: expected max toxicity vs a degenerate-generation share.
+- the seed papers' views (``bench.report.paper_figures``): ``toxicity_capability.png``,
+  ``collapse_fairness.png``, ``scale.png``.
 
 A run the degeneracy guard flags (``Entry.degenerate``, ``bench.report.degeneracy``) is drawn
 hollow (open marker, unfilled bar) and its label says "degenerate".
@@ -13,7 +15,6 @@ metric never raises: its panel says what is missing.
 """
 from __future__ import annotations
 
-import io
 import math
 import sys
 import textwrap
@@ -25,81 +26,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from bench.io import atomic_write_bytes
-from bench.report.compare import BASELINE, CAPABILITY
-from bench.report.leaderboard import Entry, Leaderboard
 from bench.api.metrics import MetricSpec, select
+from bench.report import paper_figures
+from bench.report.compare import BASELINE, CAPABILITY
+from bench.report.figure_kit import colors_of, face, label_points, note, panels, save, text_of
+from bench.report.leaderboard import Entry, Leaderboard
 
-DPI = 130
-
-
-def _colors(lb: Leaderboard) -> dict[str, str]:
-    """One colour per method label, the same in every figure; the baseline is black."""
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
-               "#bcbd22", "#7f7f7f"]
-    labels = sorted({e.label for e in lb.entries if e.run.method != BASELINE})
-    return {BASELINE: "black", **{lab: palette[i % len(palette)] for i, lab in enumerate(labels)}}
-
-
-def _face(e: Entry, color: str) -> str:
-    """Marker/bar fill: the colour, or none (hollow) for a degenerate run."""
-    return "none" if e.degenerate else color
-
-
-def _text(lb: Leaderboard, e: Entry) -> str:
-    return lb.label(e) + (" (degenerate)" if e.degenerate else "")
-
-
-def _note(ax: Axes, text: str) -> None:
-    ax.set_axis_off()
-    ax.text(0.5, 0.5, textwrap.fill(text, 45), ha="center", va="center", transform=ax.transAxes,
-            fontsize=10, color="0.35", bbox=dict(boxstyle="round", fc="0.95", ec="0.8"))
+# ---------------------------------------------------------------- trade-off
 
 
 def _short(keys: Sequence[str]) -> str:
     return ", ".join(keys) if keys else "–"
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    """Write the figure as PNG atomically (a kill mid-write leaves the previous file, never half a PNG)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-def _panels(n: int, width: float, height: float, ncols: int | None = None) -> tuple[Figure, list[Axes]]:
-    ncols = ncols or max(1, n)
-    nrows = max(1, math.ceil(max(1, n) / ncols))
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
-    axes = list(np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel())
-    for ax in axes[max(1, n):]:
-        ax.set_axis_off()
-    return fig, axes
-
-
-def _label_points(ax: Axes, items: Sequence[tuple[float, float, str, str]], fontsize: float = 9) -> None:
-    """Annotate (x, y, text, colour) points, choosing for each label the first corner around
-    its point whose box (estimated in display pixels) overlaps no label or point placed so far."""
-    to_px = ax.transData.transform
-    points = [to_px((x, y)) for x, y, _, _ in items]
-    boxes = [(px - 5, py - 5, px + 5, py + 5) for px, py in points]
-    corners = [(6, 5, "left", "bottom"), (6, -5, "left", "top"), (-6, 5, "right", "bottom"), (-6, -5, "right", "top")]
-    for (x, y, text, color), (px, py) in zip(items, points):
-        w, h = 0.62 * fontsize * len(text) * ax.figure.dpi / 72, 1.2 * fontsize * ax.figure.dpi / 72
-        for dx, dy, ha, va in corners:
-            x0 = px + dx if ha == "left" else px + dx - w
-            y0 = py + dy if va == "bottom" else py + dy - h
-            box = (x0, y0, x0 + w, y0 + h)
-            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in boxes):
-                break
-        boxes.append(box)
-        ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=fontsize,
-                    color=color, fontweight="bold", zorder=6)
-
-
-# ---------------------------------------------------------------- trade-off
 
 
 def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -123,7 +60,7 @@ def _tradeoff_panel(ax: Axes, lb: Leaderboard, model: str, colors: dict[str, str
     entries = [e for e in lb.entries if e.run.model == model and e.base is not None]
     pts = [e for e in entries if e.bias and e.capability and math.isfinite(e.bias.est) and math.isfinite(e.capability.est)]
     if not pts:
-        _note(ax, f"{model}: no method run with both bias and capability metrics and a `{BASELINE}` run "
+        note(ax, f"{model}: no method run with both bias and capability metrics and a `{BASELINE}` run "
                   "on the same suite and seed")
         return
     xs = [(e.bias.est, e.bias.lo, e.bias.hi) for e in pts]
@@ -150,9 +87,9 @@ def _tradeoff_panel(ax: Axes, lb: Leaderboard, model: str, colors: dict[str, str
     for e, (x, xlo, xhi), (y, ylo, yhi) in zip(pts, xs, ys):
         err = lambda v, lo, hi: None if not math.isfinite(lo) else [[v - lo], [hi - v]]  # noqa: E731
         ax.errorbar(x, y, xerr=err(x, xlo, xhi), yerr=err(y, ylo, yhi), fmt="o", ms=7, capsize=3,
-                    color=colors[e.label], mfc=_face(e, colors[e.label]), mew=1.5, zorder=5)
-    _label_points(ax, [(0.0, 0.0, f"{BASELINE} (baseline)", "black")]
-                  + [(x, y, _text(lb, e), colors[e.label]) for e, (x, _, _), (y, _, _) in zip(pts, xs, ys)])
+                    color=colors[e.label], mfc=face(e, colors[e.label]), mew=1.5, zorder=5)
+    label_points(ax, [(0.0, 0.0, f"{BASELINE} (baseline)", "black")]
+                  + [(x, y, text_of(lb, e), colors[e.label]) for e, (x, _, _), (y, _, _) in zip(pts, xs, ys)])
     ax.annotate("better", xy=(0.97, 0.80), xytext=(0.80, 0.63), xycoords="axes fraction", fontsize=9,
                 color="#1b7a1b", ha="center", va="center",
                 arrowprops=dict(arrowstyle="-|>", color="#1b7a1b", lw=1.5))
@@ -166,8 +103,8 @@ def _tradeoff_panel(ax: Axes, lb: Leaderboard, model: str, colors: dict[str, str
 
 def tradeoff(lb: Leaderboard) -> Figure:
     """Scatter of bias reduction vs capability change, one panel per model."""
-    fig, axes = _panels(len(lb.models), 5.6, 4.8)
-    colors = _colors(lb)
+    fig, axes = panels(len(lb.models), 5.6, 4.8)
+    colors = colors_of(lb)
     for ax, model in zip(axes, lb.models):
         _tradeoff_panel(ax, lb, model, colors)
     fig.suptitle(f"Alignment tax: each method against {BASELINE} on the same model "
@@ -202,7 +139,7 @@ def _subset_panel(ax: Axes, entries: list[Entry], specs: list[MetricSpec], color
     for j, e in enumerate(entries):
         vals = np.array([e.run.metrics.get(s.key, math.nan) for s in specs], dtype=float)
         xs = np.arange(len(specs)) + (j - (len(entries) - 1) / 2) * width
-        ax.bar(xs, vals - target, bottom=target, width=width * 0.92, color=_face(e, colors[e.label]),
+        ax.bar(xs, vals - target, bottom=target, width=width * 0.92, color=face(e, colors[e.label]),
                edgecolor=colors[e.label], lw=1.2, alpha=0.85)
         ax.hlines(vals, xs - width * 0.46, xs + width * 0.46, colors=colors[e.label], lw=2.5, zorder=3)
         devs += list(np.abs(vals[np.isfinite(vals)] - target))
@@ -224,10 +161,10 @@ def _subset_panel(ax: Axes, entries: list[Entry], specs: list[MetricSpec], color
 def bias_domains(lb: Leaderboard) -> Figure:
     """Bars of the target-50 bias scores per subset (rows: models, columns: metrics such as SS, CrowS)."""
     subsets = _subset_specs(lb)
-    colors = _colors(lb)
+    colors = colors_of(lb)
     if not subsets:
-        fig, axes = _panels(1, 7, 3)
-        _note(axes[0], "no per-subset bias metrics (target-50 metrics with a record filter, e.g. StereoSet SS "
+        fig, axes = panels(1, 7, 3)
+        note(axes[0], "no per-subset bias metrics (target-50 metrics with a record filter, e.g. StereoSet SS "
                        "per domain, CrowS-Pairs per bias type) in the result files")
         return fig
     per_model = max(1, len(lb.entries) / max(1, len(lb.models)))  # bars per subset
@@ -239,7 +176,7 @@ def bias_domains(lb: Leaderboard) -> Figure:
         for ax, (parent, subs) in zip(row, subsets.items()):
             specs = [s for s in subs if any(s.key in e.run.metrics for e in entries)]
             if not specs:
-                _note(ax, f"{model}: no {parent} per-subset metrics")
+                note(ax, f"{model}: no {parent} per-subset metrics")
                 continue
             _subset_panel(ax, entries, specs, colors)
             ax.set_title(f"{model} · {parent}", fontsize=10, fontweight="bold")
@@ -271,11 +208,11 @@ def toxicity_intelligibility(lb: Leaderboard, toxicity_key: str | None = None,
     (else 1 - *distinct* diversity)."""
     tox = lb.specs.get(toxicity_key) if toxicity_key else _find(lb, "toxicity", ("expected_max", ""))
     pat = lb.specs.get(pattern_key) if pattern_key else _find(lb, None, ("incomplete", "distinct"))
-    colors = _colors(lb)
-    fig, axes = _panels(len(lb.models), 5.0, 4.4)
+    colors = colors_of(lb)
+    fig, axes = panels(len(lb.models), 5.0, 4.4)
     if tox is None or pat is None:
         missing = [name for name, s in (("toxicity", tox), ("generation-pattern", pat)) if s is None]
-        _note(axes[0], f"no {' or '.join(missing)} metric in the result files")
+        note(axes[0], f"no {' or '.join(missing)} metric in the result files")
         for ax in axes[1:]:
             ax.set_axis_off()
         return fig
@@ -289,17 +226,17 @@ def toxicity_intelligibility(lb: Leaderboard, toxicity_key: str | None = None,
     for ax, model in zip(axes, lb.models):
         entries = [e for e in lb.entries if e.run.model == model and all(map(math.isfinite, xy(e.run)))]
         if not entries:
-            _note(ax, f"{model}: no run with both {tox.key} and {pat.key}")
+            note(ax, f"{model}: no run with both {tox.key} and {pat.key}")
             continue
         for e in entries:
             if e.base is not None and all(map(math.isfinite, xy(e.base))):
                 ax.annotate("", xy=xy(e.run), xytext=xy(e.base),
                             arrowprops=dict(arrowstyle="->", color=colors[e.label], alpha=0.5, lw=1))
             ax.plot(*xy(e.run), "s" if e.run.method == BASELINE else "o", color=colors[e.label],
-                    mfc=_face(e, colors[e.label]), mew=1.5, ms=7, zorder=4)
+                    mfc=face(e, colors[e.label]), mew=1.5, ms=7, zorder=4)
         ax.margins(0.25)
         ax.autoscale_view()
-        _label_points(ax, [(*xy(e.run), _text(lb, e), colors[e.label]) for e in entries])
+        label_points(ax, [(*xy(e.run), text_of(lb, e), colors[e.label]) for e in entries])
         ax.text(0.02, 0.02, "better: down and left", transform=ax.transAxes, fontsize=8, color="#1b7a1b",
                 ha="left", va="bottom")
         xname = f"1 − {pat.key}" if invert else pat.key
@@ -315,12 +252,13 @@ def toxicity_intelligibility(lb: Leaderboard, toxicity_key: str | None = None,
 # ---------------------------------------------------------------- all figures
 
 
-FIGURES = {"tradeoff": tradeoff, "bias_domains": bias_domains, "toxicity_intelligibility": toxicity_intelligibility}
+FIGURES = {"tradeoff": tradeoff, "bias_domains": bias_domains, "toxicity_intelligibility": toxicity_intelligibility,
+           **paper_figures.FIGURES}
 
 
 def make_all(lb: Leaderboard, out_dir: str | Path) -> list[Path]:
     """Write every figure of FIGURES as out_dir/<name>.png; returns their paths."""
-    return [_save(draw(lb), Path(out_dir) / f"{name}.png") for name, draw in FIGURES.items()]
+    return [save(draw(lb), Path(out_dir) / f"{name}.png") for name, draw in FIGURES.items()]
 
 
 def log_to_wandb(paths: Sequence[str | Path]) -> bool:

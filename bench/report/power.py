@@ -18,7 +18,7 @@ shrinks the variance by (1 - rho): ``--rho`` applies that factor (0, the default
 conservative independent model; 1 would be a run identical to the baseline).  Where the results
 folder holds method runs on the same model, suite and code version, the table also gives the
 *observed* paired half-width (median over those runs of the leaderboard's own paired bootstrap,
-``bench.report.bootstrap.paired_replicates``) and the n it implies, which is what a suite size
+``bench.report.compare.paired_replicates``) and the n it implies, which is what a suite size
 should be chosen by.
 
 Other n: the standard error scales as sqrt(n0 / n) (delta method: every aggregate is a smooth
@@ -42,12 +42,11 @@ from scipy.stats import norm
 from bench.api.metrics import ADDITIVE, BY_RECORDS, MetricSpec
 from bench.errors import TaxbenchError
 from bench.report.bootstrap import (
-    paired_replicates,
     percentile_interval,
     replicates,
     resample_counts,
 )
-from bench.report.compare import BASELINE, GROUPS
+from bench.report.compare import BASELINE, GROUPS, paired_replicates
 from bench.report.leaderboard import breakdowns
 from bench.report.runs import Run, load_runs
 
@@ -113,9 +112,7 @@ def observed_half_width(spec: MetricSpec, base: Run, others: Sequence[Run], n_bo
     leaderboard computes it), and how many runs had one."""
     widths = []
     for other in others:
-        gb, go = base.groups(spec), other.groups(spec)
-        reps = None if not gb or not go or spec.key not in other.specs else paired_replicates(
-            spec, gb, go, n_boot, seed, stream=spec.key.split("/")[0])
+        reps = None if spec.key not in other.specs else paired_replicates(spec, base, other, n_boot, seed)
         if reps is not None:
             lo, hi = percentile_interval(reps[1] - reps[0], LEVEL)
             if math.isfinite(lo):

@@ -17,7 +17,9 @@ from typing import Any
 
 from bench.api.metrics import MetricSpec, spec_from_dict
 from bench.errors import TaxbenchError
-from bench.report.bootstrap import Groups, group_by_id
+import numpy as np
+
+from bench.report.bootstrap import Groups, group_by_id, replicates, resample_counts
 from bench.store import load_result
 
 
@@ -31,6 +33,7 @@ class Run:
     doc: dict[str, Any]
     specs: dict[str, MetricSpec]
     _groups: dict[str, Groups | None] = field(default_factory=dict, repr=False)
+    _replicates: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def model(self) -> str:
@@ -99,6 +102,17 @@ class Run:
                               stacklevel=2)
                 self._groups[name] = None
         return self._groups[name]
+
+    def replicates(self, spec: MetricSpec, ids: tuple[str, ...], n_boot: int, seed: int, stream: str) -> np.ndarray:
+        """[n_boot] ``bootstrap.replicates`` of ``spec`` on these ids of ``groups(spec)`` under the draws
+        ``resample_counts(len(ids), n_boot, seed, stream)``, memoised: a ``none`` baseline or ``finetune``
+        control compared with many runs is resampled once, not once per comparison (same arrays)."""
+        key = (repr(spec), ids, n_boot, seed, stream)
+        if key not in self._replicates:
+            groups = self.groups(spec)
+            assert groups is not None, f"{self.path}: no records for {spec.key}"
+            self._replicates[key] = replicates(spec, groups, ids, resample_counts(len(ids), n_boot, seed, stream))
+        return self._replicates[key]
 
 
 def read_run(path: Path) -> Run:
