@@ -17,7 +17,8 @@ over the timed run (MiB; both models stay resident, so it is not one dtype's foo
 * sampling: ``lm.generate`` of RealToxicityPrompts prompts with ``bench.perf``'s setting (k = 25,
   20 new tokens, top-p 0.9); seconds and speed-up only: the sampled texts of two dtypes are not
   expected to agree (a rounding difference flips a draw, and the rest of the sample follows).
-* training: ``--train-steps`` optimiser steps of the shared loop (``methods.finetune.loop.fit``)
+* training: ``--train-steps`` optimiser steps of the shared loop (``methods.finetune.loop.fit``, via
+  ``bench.perf.training_engines``)
   on the ``finetune`` control's plan (WikiText-2 chunks, plain causal-LM loss, the ``cpu`` budget's
   batch 8 x 64 tokens) on a deep copy of the float32 model, ``method.train.dtype`` fp32 against
   bf16 autocast (weights and optimiser state stay fp32 in both); warm-up is one step.  Reported:
@@ -31,7 +32,6 @@ the agreement figures do not.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 from dataclasses import dataclass, field
@@ -43,13 +43,10 @@ from bench.api import Benchmark, BenchmarkResult, GenerationSpec
 from bench.config import load_named
 from bench.data import DataRoot
 from bench.engine.hf_lm import HFScoringLM
-from bench.perf import K_SAMPLES, NEW_TOKENS, TOP_P, ours_sampler, timed_pair, toxicity_prompts
+from bench.perf import K_SAMPLES, NEW_TOKENS, TOP_P, ours_sampler, timed_pair, toxicity_prompts, training_engines
 from bench.tasks.crows_pairs import CrowsPairs
 from bench.tasks.stereoset import StereoSet
 from bench.tasks.truthfulqa import TruthfulQA
-from methods.finetune.config import TrainConfig
-from methods.finetune.control import FineTune
-from methods.finetune.loop import fit
 
 REFERENCE = "float32"
 WARM_N = 10  # examples of the warm-up evaluation
@@ -112,14 +109,9 @@ def compare_sampling(prompts: list[str], lms: dict[str, HFScoringLM]) -> Compari
 
 def compare_training(lm: HFScoringLM, data: DataRoot, steps: int, seed: int = 0) -> tuple[Comparison, dict[str, list[float]]]:
     """fp32 against bf16-autocast training of copies of ``lm``'s model; (comparison, loss curve per train dtype)."""
-    plan = FineTune().plan(lm, data, TrainConfig(), seed)
-
-    def trainer(dtype: str) -> Callable[[int], dict[str, Any]]:
-        return lambda n: fit(copy.deepcopy(lm.model), plan.objective, plan.items,
-                             TrainConfig(max_steps=n, dtype=dtype), seed, desc=f"training {dtype}")
-
-    timings = _timed({"fp32": trainer("fp32"), "bf16": trainer("bf16")}, steps, 1)
-    curves = {d: t["result"]["history"]["loss"] for d, t in timings.items()}
+    engines, _ = training_engines(lm, data, seed)
+    timings = _timed({"fp32": engines["taxbench fp32"], "bf16": engines["taxbench bf16"]}, steps, 1)
+    curves = {d: t["result"] for d, t in timings.items()}
     ref, bf16 = _seconds(timings)
     out = Comparison("training", (ref / steps, bf16 / steps), _rss(timings),
                      absdiff={"train_loss_max": max(abs(a - b) for a, b in zip(curves["fp32"], curves["bf16"]))})

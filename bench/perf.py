@@ -13,6 +13,12 @@ On one model object and identical requests it times (warm-up first, then the med
 * k-sample generation (k = 25, 20 new tokens, top-p 0.9) of RealToxicityPrompts prompts
   through ``HFScoringLM.generate`` and through a per-prompt ``model.generate`` loop (32
   prompts: one batch of smollm2-135m, as the toxicity benchmark runs them; 3 with --quick);
+* fine-tuning (``training``): ``--train-steps`` optimiser steps of the ``finetune`` control's plan
+  (WikiText-2 chunks, batch 8 x 64 tokens, AdamW 5e-5, clipping 1.0: the toy ``cpu`` budget) on a deep
+  copy of the model, through taxbench's loop (``methods.finetune.loop.fit``) in fp32 and with bf16
+  autocast (``method.train.dtype=bf16``), and through a plain PyTorch/HF loop (``model(..., labels=)
+  .loss``, AdamW, the same schedule, clipping and batch order).  Reported: seconds per step, tokens/s
+  (non-padding tokens), and max |delta loss| of each curve against the plain loop's;
 * StereoSet intrasentence under ``protocol: bias_bench`` (a start-token pass for each
   sentence's first token, the sentence alone for the rest; ``bench.tasks.stereoset``)
   through ``build_requests`` -> ``HFScoringLM.loglikelihood`` -> ``score`` and through a
@@ -29,12 +35,15 @@ logsumexp).  The last lines are machine-readable: ``RATIO <figure> <reference ti
 ``MAXDIFF <max |delta ll| over the TruthfulQA and CrowS requests>``, and for StereoSet
 ``SCOREDIFF stereoset_bias_bench <max |delta sentence score|>`` and ``DECISIONS_DIFFER
 stereoset_bias_bench <examples with a different SS or LMS decision>``.  ``--only`` runs a
-subset of the four workloads (truthfulqa, crows_pairs, sampling, stereoset).
+subset of the five workloads (truthfulqa, crows_pairs, sampling, training, stereoset); ``training`` adds
+``RATIO training_fp32`` and ``RATIO training_bf16`` (plain loop s/step over taxbench's) and ``LOSSDIFF
+training_{fp32,bf16} <max |delta loss|>``.
 Requires lm-eval (``pip install -e .[anchor]``).  Not a test: timings depend on the machine.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import logging
 import os
@@ -56,12 +65,16 @@ from bench.api.metrics import aggregate
 from bench.config import load_named
 from bench.tasks import stereoset
 from bench.tasks.truthfulqa import PRIMER as QA_PRIMER  # lm-eval's doc_to_text primer, verbatim
+from methods.finetune.config import TrainConfig
+from methods.finetune.control import FineTune
+from methods.finetune.loop import _batches, collate, fit, schedule
 
 SIZES = {  # (TruthfulQA questions, CrowS pairs, toxicity prompts, StereoSet examples); full: 32 prompts are
     "quick": (4, 30, 3, 30),  # one sampling batch of smollm2-135m
     "full": (24, 200, 32, 300),
 }
-WORKLOADS = ("truthfulqa", "crows_pairs", "sampling", "stereoset")
+TRAIN_STEPS = {"quick": 5, "full": 30}  # optimiser steps of the training workload
+WORKLOADS = ("truthfulqa", "crows_pairs", "sampling", "training", "stereoset")
 K_SAMPLES, NEW_TOKENS, TOP_P = 25, 20, 0.9
 
 
@@ -159,6 +172,47 @@ def hf_generate_loop(lm: HFScoringLM, spec: GenerationSpec) -> Callable[[list[st
         return out
 
     return run
+
+
+def plain_training_loop(model: Any, items: list[list[int]], cfg: TrainConfig, seed: int, pad_id: int
+                        ) -> list[float]:
+    """A straightforward PyTorch/HF fine-tuning loop (the reference of the training workload): HF's own
+    ``labels=`` loss, AdamW, ``fit``'s schedule, clipping and seeded batch order; the loss per step."""
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.steps(len(items))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: schedule(s, cfg.warmup_steps, total))
+    batches = _batches(len(items), cfg.batch_size, seed)
+    losses = []
+    model.train()
+    for _ in range(total):
+        ids, mask = collate([items[i] for i in next(batches)], pad_id, model.device)
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100), use_cache=False).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def training_engines(lm: HFScoringLM, data: DataRoot, seed: int = 0) -> tuple[dict[str, Callable[[int], list[float]]],
+                                                                                list[list[int]]]:
+    """name -> (steps -> loss per step) for the plain loop and taxbench's loop in fp32 and bf16 autocast, each
+    on a fresh deep copy of ``lm``'s model and the ``finetune`` control's training items; and those items."""
+    plan = FineTune().plan(lm, data, TrainConfig(), seed)
+    pad = lm.tokenizer.pad_token_id
+
+    def ours(dtype: str) -> Callable[[int], list[float]]:
+        return lambda n: fit(copy.deepcopy(lm.model), plan.objective, plan.items, TrainConfig(max_steps=n, dtype=dtype),
+                             seed, desc=f"training {dtype}")["history"]["loss"]
+
+    engines = {"plain": lambda n: plain_training_loop(copy.deepcopy(lm.model), plan.items, TrainConfig(max_steps=n),
+                                                      seed, pad),
+               "taxbench fp32": ours("fp32"), "taxbench bf16": ours("bf16")}
+    return engines, plan.items
 
 
 def ours_stereoset(lm: HFScoringLM) -> Callable[[list[stereoset.Example]], list[dict]]:
@@ -298,6 +352,30 @@ def report_sampling(lm: HFScoringLM, prompts: list[str], runs: int) -> float:
     return ratio
 
 
+def report_training(lm: HFScoringLM, data: DataRoot, steps: int) -> dict[str, float]:
+    """Prints the table; returns {"training_fp32": ratio, "training_bf16": ratio, "lossdiff_fp32": ...,
+    "lossdiff_bf16": ...} (ratio: plain loop seconds / taxbench's, both over ``steps`` steps)."""
+    engines, items = training_engines(lm, data)
+    timings = timed_pair(engines, steps, 1, 1, lm.device)
+    batch = TrainConfig().batch_size
+    tokens = batch * float(np.mean([len(x) for x in items]))  # expected non-padding tokens per step
+    print(f"\ntraining: {steps} steps x batch {batch} x seq_len <= {TrainConfig().seq_len} ({len(items)} items, "
+          f"{tokens:.0f} tokens/step expected)")
+    plain = timings["plain"]
+    out = {}
+    for name, t in timings.items():
+        per_step = t["median"] / steps
+        diff = float(np.max(np.abs(np.array(t["result"]) - np.array(plain["result"]))))
+        print(f"  {name:14s} {per_step:7.3f} s/step  {tokens / per_step:8.1f} tok/s  {t['memory']}  "
+              f"loss {t['result'][0]:.4f} -> {t['result'][-1]:.4f}  max |delta loss| vs plain {diff:.2e}")
+        if name != "plain":
+            key = name.split()[-1]
+            out[f"training_{key}"] = plain["median"] / t["median"]
+            out[f"lossdiff_{key}"] = diff
+    print("  speed-up " + ", ".join(f"{k.split('_')[1]} {v:.2f}x" for k, v in out.items() if k.startswith("training")))
+    return out
+
+
 def stereoset_agreement(ref: list[dict], ours: list[dict]) -> tuple[int, int, int, float]:
     """Examples whose SS decision differs, whose LMS decision differs, whose either differs, and
     the max |delta sentence score| over every sentence; the record lists must hold the same ids
@@ -338,11 +416,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
     parser.add_argument("--batch-size", type=int, default=None, help="sequences per forward (default: model config)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per engine (median reported)")
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help=f"optimiser steps of the training workload (default {TRAIN_STEPS['full']}, "
+                             f"{TRAIN_STEPS['quick']} with --quick)")
     parser.add_argument("--sizes", type=int, nargs=4, metavar=("TQA", "CROWS", "PROMPTS", "STEREOSET"), default=None,
                         help="TruthfulQA questions, CrowS pairs, toxicity prompts, StereoSet examples "
                              "(overrides --quick)")
     parser.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(WORKLOADS),
-                        help="run only these workloads (default: all four)")
+                        help="run only these workloads (default: all five)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     n_tqa, n_crows, n_prompts, n_stereoset = args.sizes or SIZES["quick" if args.quick else "full"]
@@ -363,6 +444,11 @@ def main(argv: list[str] | None = None) -> None:
         ll_diffs.append(diff)
     if "sampling" in args.only:
         ratios["sampling"] = report_sampling(lm, toxicity_prompts(data, n_prompts), args.runs)
+    if "training" in args.only:
+        train = report_training(lm, data, args.train_steps or TRAIN_STEPS["quick" if args.quick else "full"])
+        ratios.update({k: v for k, v in train.items() if k.startswith("training")})
+        closing += [f"LOSSDIFF {k.replace('lossdiff', 'training')} {v:.3e}" for k, v in train.items()
+                    if k.startswith("lossdiff")]
     if "stereoset" in args.only:
         ratios["stereoset_bias_bench"], differ, diff = report_stereoset(
             lm, stereoset_examples(data, n_stereoset), args.runs)

@@ -1,14 +1,17 @@
-"""bench.perf's StereoSet reference runner: a transcription of bias-bench's
-``_likelihood_score_generative`` must give the benchmark's ``bias_bench`` sentence scores and
-decisions on the tiny random model (and differ from the ``clean`` protocol's, so the
-comparison can tell a start token in context from none)."""
+"""bench.perf's reference runners: a transcription of bias-bench's ``_likelihood_score_generative``
+must give the benchmark's ``bias_bench`` sentence scores and decisions on the tiny random model (and
+differ from the ``clean`` protocol's, so the comparison can tell a start token in context from none);
+the plain training loop must train as taxbench's fp32 loop does."""
 from __future__ import annotations
 
 import math
 
 import pytest
+import torch
 
-from bench.perf import bias_bench_stereoset, ours_stereoset, stereoset_agreement, stereoset_examples
+from bench.perf import (bias_bench_stereoset, ours_stereoset, stereoset_agreement, stereoset_examples,
+                        training_engines)
+from methods.finetune.config import TrainConfig
 from bench.tasks import stereoset
 
 KEYS = ("stereo", "anti", "unrelated")
@@ -40,3 +43,17 @@ def test_stereoset_agreement_counts_flipped_decisions():
     assert (ss, lms, differ) == (1, 2, 2) and diff == pytest.approx(0.05)
     with pytest.raises(ValueError, match="different examples"):
         stereoset_agreement(ref, ours[::-1])
+
+
+def test_plain_training_loop_is_taxbenchs_fp32_loop_step_for_step(tiny_lm, data_root):
+    """The training workload's reference: HF's labels= loss, AdamW and fit's schedule, clipping and batch order
+    give fit's fp32 loss curve (so its speed ratio compares the same work); bf16 autocast trains too."""
+    engines, items = training_engines(tiny_lm, data_root)
+    assert items and all(1 < len(x) <= TrainConfig().seq_len for x in items)
+    plain, ours, bf16 = (engines[k](4) for k in ("plain", "taxbench fp32", "taxbench bf16"))
+    assert len(plain) == len(ours) == len(bf16) == 4
+    assert plain == pytest.approx(ours, abs=1e-5)
+    assert plain[0] == pytest.approx(bf16[0], abs=0.05) and plain != bf16  # autocast runs, loss close
+    before = {k: v.clone() for k, v in tiny_lm.model.state_dict().items()}
+    engines["plain"](2)
+    assert all(torch.equal(v, tiny_lm.model.state_dict()[k]) for k, v in before.items())  # trains a copy
