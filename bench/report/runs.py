@@ -15,10 +15,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from bench.api.metrics import MetricSpec, spec_from_dict
-from bench.errors import TaxbenchError
 import numpy as np
 
+from bench.api.metrics import MetricSpec, spec_from_dict
+from bench.errors import TaxbenchError
 from bench.report.bootstrap import Groups, group_by_id, replicates, resample_counts
 from bench.store import load_result
 
