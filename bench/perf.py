@@ -1,6 +1,7 @@
 """Throughput of taxbench's scoring and sampling engines against lm-evaluation-harness.
 
     python -m bench.perf [--quick] [--only WORKLOAD ...] [--model smollm2-135m] [--dtype float32] [--batch-size B]
+                         [--device {cpu,cuda}] [--peak-tflops TFLOPS] [--model-set KEY=YAML ...]
 
 On one model object and identical requests it times (warm-up first, then the median of
 ``--runs`` interleaved runs):
@@ -38,6 +39,30 @@ stereoset_bias_bench <examples with a different SS or LMS decision>``.  ``--only
 subset of the five workloads (truthfulqa, crows_pairs, sampling, training, stereoset); ``training`` adds
 ``RATIO training_fp32`` and ``RATIO training_bf16`` (plain loop s/step over taxbench's) and ``LOSSDIFF
 training_{fp32,bf16} <max |delta loss|>``.
+
+Model FLOP utilisation (scoring and sampling).  Each engine's line is followed by its achieved model FLOP/s and
+MFU = achieved FLOP/s / peak FLOP/s, counted two ways:
+
+* ``work``: the FLOPs of the requests' own work, what a naive engine runs, the same for both engines (so the
+  two MFUs are in the ratio of the speeds).  A causal forward of T tokens costs ``2 N T + 2 L W T (T + 1)``
+  FLOPs: N = non-embedding parameters (every weight but the input embedding and the LM head; the LM head is
+  left out because the engines project it at different positions: lm-eval at every one, taxbench at the
+  scored ones), each used in one multiply-add per token; L layers, W = query heads x head dim, and the query
+  at position i takes ``4 W i`` FLOPs per layer for QK^T and AV against its i keys.  A scoring request reads
+  T = context + continuation tokens minus the last.  Sampling: each prompt of P tokens (sentence-start token
+  included) prefilled once, then k rows x (new tokens - 1) decoding steps, step j feeding one token at
+  position P + j (``2 N + 4 L W (P + j)`` FLOPs).  An engine that shares work between requests (taxbench's
+  prefix trees, one prefill per prompt) is credited with the FLOPs it skipped: this MFU can exceed what the
+  chip did, even 100 %;
+* ``fed``: ``2 N x`` the tokens the engine fed the model (``input_ids`` elements of every forward, padding
+  included, counted by a pre-hook on the model): the weight products the chip ran, attention left out.
+
+The peak is ``--peak-tflops``, else the datasheet's dense peak of the GPU for the model's dtype (H100 / H200:
+989 TFLOP/s bf16 and fp16, 67 fp32; A100: 312 and 19.5; an 8192^3 bf16 matrix product reaches ~790 on an H200,
+a practical ceiling for ``--peak-tflops``); the header says which peak was used, and with none
+(a CPU, an unknown GPU) MFU is n/a.  Closing lines: ``MFU <workload> <engine> <work MFU> <fed MFU>`` (fractions,
+or n/a).  ``--device``, ``--dtype``, ``--batch-size`` and ``--model-set`` override the model config's fields
+(default: the config's own); scripts/gpu_perf.sh runs this on a GPU with ``--model llama3-1b-shape``.
 Requires lm-eval (``pip install -e .[anchor]``).  Not a test: timings depend on the machine.
 """
 from __future__ import annotations
@@ -46,6 +71,7 @@ import argparse
 import copy
 import gc
 import logging
+import math
 import os
 import resource
 import statistics
@@ -313,43 +339,168 @@ def timed_pair(engines: dict[str, Callable[[Any], Any]], work: Any, warm: Any, r
     return out
 
 
+def request_lengths(lm: HFScoringLM, requests: Sequence[tuple[str, str]]) -> list[int]:
+    """Context + continuation tokens of each request (the sentence-start token of an empty context included)."""
+    return [sum(map(len, lm.encode_pair(Request(*req)))) for req in requests]
+
+
 def n_tokens(lm: HFScoringLM, requests: Sequence[tuple[str, str]]) -> int:
-    total = 0
-    for req in requests:
-        ctx, cont = lm.encode_pair(Request(*req))
-        total += len(ctx) + len(cont)
+    return sum(request_lengths(lm, requests))
+
+
+# ------------------------------------------------------------------------- model FLOPs
+DENSE_PEAK_TFLOPS = {  # datasheet dense peaks (TFLOP/s) of the SXM parts by chip and dtype; fp32 without TF32
+    "H100": {torch.bfloat16: 989.0, torch.float16: 989.0, torch.float32: 67.0},
+    "H200": {torch.bfloat16: 989.0, torch.float16: 989.0, torch.float32: 67.0},
+    "A100": {torch.bfloat16: 312.0, torch.float16: 312.0, torch.float32: 19.5},
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a forward pass costs (see the module docstring)."""
+    params: int  # non-embedding parameters: all but the input embedding and the LM head
+    layers: int
+    attn_width: int  # query heads x head dim
+
+
+def model_shape(model: Any) -> Shape:
+    """``model``'s non-embedding parameters (tied weights counted once), layers and attention width."""
+    cfg = model.config
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    untied_head = head.weight.numel() if head is not None and head.weight is not embedding else 0
+    params = sum(p.numel() for p in model.parameters()) - embedding.numel() - untied_head
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return Shape(params, cfg.num_hidden_layers, cfg.num_attention_heads * head_dim)
+
+
+def sequence_flops(shape: Shape, length: int) -> float:
+    """FLOPs of one causal forward of ``length`` tokens: 2 N T + 2 L W T (T + 1)."""
+    return 2.0 * shape.params * length + 2.0 * shape.layers * shape.attn_width * length * (length + 1)
+
+
+def scoring_flops(shape: Shape, lengths: Sequence[int]) -> float:
+    """FLOPs of the requests' work: each request of T tokens is one forward of its first T - 1."""
+    return sum(sequence_flops(shape, n - 1) for n in lengths)
+
+
+def sampling_flops(shape: Shape, prompt_lengths: Sequence[int], k: int, new_tokens: int) -> float:
+    """FLOPs of sampling ``k`` continuations of ``new_tokens`` tokens from each prompt of P tokens: one prefill,
+    then k x (new_tokens - 1) one-token steps, step j at position P + j: 2 N + 4 L W (P + j) FLOPs."""
+    steps = new_tokens - 1
+    total = 0.0
+    for p in prompt_lengths:
+        keys = steps * p + steps * (steps + 1) / 2  # sum of P + j over the steps
+        decode = 2.0 * shape.params * steps + 4.0 * shape.layers * shape.attn_width * keys
+        total += sequence_flops(shape, p) + k * decode
     return total
 
 
-def report_scoring(lm: HFScoringLM, work: Workload, runs: int) -> tuple[float, float]:
-    tokens = n_tokens(lm, work.requests)
-    timings = timed_pair({"lm-eval": lm_eval_scorer(lm), "taxbench": ours_scorer(lm)},
+def peak_flops(device: torch.device, dtype: torch.dtype, tflops: float | None) -> tuple[float | None, str]:
+    """(peak FLOP/s, where it comes from): ``tflops`` if given, else the GPU's datasheet dense peak for
+    ``dtype`` (``DENSE_PEAK_TFLOPS``), else None."""
+    if tflops:
+        return tflops * 1e12, f"{tflops:g} TFLOP/s (--peak-tflops)"
+    if device.type != "cuda":
+        return None, "n/a (a CPU: give --peak-tflops)"
+    name = torch.cuda.get_device_name(device)
+    chip = next((c for c in DENSE_PEAK_TFLOPS if c in name and dtype in DENSE_PEAK_TFLOPS[c]), None)
+    if chip is None:
+        return None, f"n/a (no datasheet peak for {name} in {dtype}: give --peak-tflops)"
+    peak = DENSE_PEAK_TFLOPS[chip][dtype]
+    return peak * 1e12, f"{peak:g} TFLOP/s ({name}: {chip} datasheet dense {str(dtype).removeprefix('torch.')})"
+
+
+def mfu(flops: float, seconds: float, peak: float | None) -> float:
+    """Model FLOP utilisation, a fraction (nan without a peak)."""
+    return flops / seconds / peak if peak else float("nan")
+
+
+class FedTokens:
+    """Counts the tokens fed to ``model`` (``input_ids`` elements of every forward, padding included) while
+    an engine runs: ``counted(fn)`` wraps ``fn`` so that ``self.last[name]`` holds its last call's count."""
+
+    def __init__(self, model: Any):
+        self.model, self.count, self.last = model, 0, {}
+
+    def _hook(self, _module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if isinstance(ids, torch.Tensor):
+            self.count += ids.numel()
+
+    def counted(self, name: str, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def run(work: Any) -> Any:
+            self.count = 0
+            handle = self.model.register_forward_pre_hook(self._hook, with_kwargs=True)
+            try:
+                return fn(work)
+            finally:
+                handle.remove()
+                self.last[name] = self.count
+
+        return run
+
+
+def utilisation_line(work_flops: float, fed: int, seconds: float, shape: Shape, peak: float | None
+                     ) -> tuple[str, tuple[float, float]]:
+    """The printed line of achieved FLOP/s and MFU (work and fed) of one engine, and the two MFUs."""
+    fed_flops = 2.0 * shape.params * fed
+    work, fed_mfu = mfu(work_flops, seconds, peak), mfu(fed_flops, seconds, peak)
+    line = (f"{'':13s}model FLOP/s: work {work_flops / seconds / 1e12:.4g} TFLOP/s (MFU {fraction(work, '.2%')}), "
+            f"fed {fed} tokens {fed_flops / seconds / 1e12:.4g} TFLOP/s (MFU {fraction(fed_mfu, '.2%')})")
+    return line, (work, fed_mfu)
+
+
+def fraction(x: float, fmt: str = ".4f") -> str:
+    return "n/a" if math.isnan(x) else format(x, fmt)
+
+
+def report_scoring(lm: HFScoringLM, work: Workload, runs: int, peak: float | None = None
+                   ) -> tuple[float, float, dict[str, tuple[float, float]]]:
+    """Prints the table; returns (speed-up, max |delta ll|, {engine: (work MFU, fed MFU)})."""
+    lengths = request_lengths(lm, work.requests)
+    tokens, shape = sum(lengths), model_shape(lm.model)
+    fed = FedTokens(lm.model)
+    engines = {"lm-eval": lm_eval_scorer(lm), "taxbench": ours_scorer(lm)}
+    timings = timed_pair({name: fed.counted(name, fn) for name, fn in engines.items()},
                          work.requests, work.requests[:4], runs, lm.device)
     ref, ours = timings["lm-eval"], timings["taxbench"]
     diff = float(np.max(np.abs(np.array(ref["result"]) - np.array(ours["result"]))))
     print(f"\n{work.name}: {len(work.docs)} docs, {len(work.requests)} requests, {tokens} request tokens")
+    mfus = {}
     for name, t in timings.items():
         metrics = work.metrics(work.docs, t["result"], work.requests)
         print(f"  {name:9s} {t['median']:8.2f} s (runs {', '.join(f'{s:.2f}' for s in t['seconds'])})  "
               f"{len(work.requests) / t['median']:8.2f} req/s  {tokens / t['median']:9.1f} tok/s  {t['memory']}  "
               + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        line, mfus[name] = utilisation_line(scoring_flops(shape, lengths), fed.last[name], t["median"], shape, peak)
+        print(line)
     ratio = ref["median"] / ours["median"]
     print(f"  speed-up {ratio:.2f}x   max |delta log-likelihood| {diff:.2e}")
-    return ratio, diff
+    return ratio, diff, mfus
 
 
-def report_sampling(lm: HFScoringLM, prompts: list[str], runs: int) -> float:
+def report_sampling(lm: HFScoringLM, prompts: list[str], runs: int, peak: float | None = None
+                    ) -> tuple[float, dict[str, tuple[float, float]]]:
+    """Prints the table; returns (speed-up, {engine: (work MFU, fed MFU)})."""
     spec = GenerationSpec(max_new_tokens=NEW_TOKENS, num_samples=K_SAMPLES, top_p=TOP_P, seed=0)
-    timings = timed_pair({"hf-generate": hf_generate_loop(lm, spec), "taxbench": ours_sampler(lm, spec)},
+    fed, shape = FedTokens(lm.model), model_shape(lm.model)
+    engines = {"hf-generate": hf_generate_loop(lm, spec), "taxbench": ours_sampler(lm, spec)}
+    timings = timed_pair({name: fed.counted(name, fn) for name, fn in engines.items()},
                          prompts, prompts[:1], runs, lm.device)
     tokens = len(prompts) * K_SAMPLES * NEW_TOKENS
+    flops = sampling_flops(shape, [1 + len(lm.encode(p)) for p in prompts], K_SAMPLES, NEW_TOKENS)
     print(f"\nsampling: {len(prompts)} prompts x k={K_SAMPLES} x {NEW_TOKENS} new tokens, top-p {TOP_P}")
+    mfus = {}
     for name, t in timings.items():
         print(f"  {name:11s} {t['median']:8.2f} s (runs {', '.join(f'{s:.2f}' for s in t['seconds'])})  "
               f"{tokens / t['median']:9.1f} tok/s  {t['memory']}")
+        line, mfus[name] = utilisation_line(flops, fed.last[name], t["median"], shape, peak)
+        print(line)
     ratio = timings["hf-generate"]["median"] / timings["taxbench"]["median"]
     print(f"  speed-up {ratio:.2f}x")
-    return ratio
+    return ratio, mfus
 
 
 def report_training(lm: HFScoringLM, data: DataRoot, steps: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -408,12 +559,32 @@ def report_stereoset(lm: HFScoringLM, examples: list[stereoset.Example], runs: i
     return ratio, differ, diff
 
 
+def model_settings(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, Any]:
+    """``--model-set KEY=YAML`` pairs as model config overrides."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            parser.error(f"--model-set {pair!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small request sets (a few minutes on a 2-core CPU)")
     parser.add_argument("--model", default="smollm2-135m", help="model config name (conf/model)")
-    parser.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    parser.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the model config's)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: the model config's")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="peak FLOP/s (in TFLOP/s) that MFU divides by (default: the GPU's datasheet dense peak "
+                             "for the dtype; none on a CPU)")
     parser.add_argument("--batch-size", type=int, default=None, help="sequences per forward (default: model config)")
+    parser.add_argument("--model-set", action="append", default=[], metavar="KEY=YAML",
+                        help="replace a model config field, e.g. random_config='{hidden_size: 64, ...}' (a smaller "
+                             "shape of a random model; repeatable)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per engine (median reported)")
     parser.add_argument("--train-steps", type=int, default=None,
                         help=f"optimiser steps of the training workload (default {TRAIN_STEPS['full']}, "
@@ -426,23 +597,31 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     n_tqa, n_crows, n_prompts, n_stereoset = args.sizes or SIZES["quick" if args.quick else "full"]
-    overrides = {"dtype": args.dtype} | ({"batch_size": args.batch_size} if args.batch_size else {})
+    given = {"dtype": args.dtype, "device": args.device, "batch_size": args.batch_size}
+    overrides = {k: v for k, v in given.items() if v is not None} | model_settings(parser, args.model_set)
     loaded = load_named(args.model, **overrides)
     lm = HFScoringLM(loaded)
     data = DataRoot(download=False)
-    print(f"model {loaded.identity} {args.dtype} on {lm.device}, batch size {lm.batch_size}, max length "
+    gpu = f" ({torch.cuda.get_device_name(lm.device)})" if lm.device.type == "cuda" else ""
+    print(f"model {loaded.identity} {loaded.config.dtype} on {lm.device}{gpu}, batch size {lm.batch_size}, max length "
           f"{lm.max_length}, torch {torch.__version__} with {torch.get_num_threads()} threads "
           f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), freed memory reused: "
           f"{reuse_freed_memory() if lm.device.type == 'cpu' else 'n/a'}, {args.runs} runs")
-    ratios, ll_diffs, closing = {}, [], []
+    shape = model_shape(lm.model)
+    peak, source = peak_flops(lm.device, next(lm.model.parameters()).dtype, args.peak_tflops)
+    print(f"shape: {shape.params:,} non-embedding parameters, {shape.layers} layers, attention width "
+          f"{shape.attn_width}; MFU peak: {source}")
+    ratios, ll_diffs, closing, mfus = {}, [], [], {}
     if "truthfulqa" in args.only:
-        ratios["truthfulqa_mc2"], diff = report_scoring(lm, truthfulqa(data, n_tqa), args.runs)
+        ratios["truthfulqa_mc2"], diff, mfus["truthfulqa_mc2"] = report_scoring(lm, truthfulqa(data, n_tqa),
+                                                                                args.runs, peak)
         ll_diffs.append(diff)
     if "crows_pairs" in args.only:
-        ratios["crows_pairs"], diff = report_scoring(lm, crows_pairs(data, n_crows), args.runs)
+        ratios["crows_pairs"], diff, mfus["crows_pairs"] = report_scoring(lm, crows_pairs(data, n_crows), args.runs,
+                                                                          peak)
         ll_diffs.append(diff)
     if "sampling" in args.only:
-        ratios["sampling"] = report_sampling(lm, toxicity_prompts(data, n_prompts), args.runs)
+        ratios["sampling"], mfus["sampling"] = report_sampling(lm, toxicity_prompts(data, n_prompts), args.runs, peak)
     if "training" in args.only:
         steps = args.train_steps or TRAIN_STEPS["quick" if args.quick else "full"]
         speedups, lossdiffs = report_training(lm, data, steps)
@@ -454,6 +633,8 @@ def main(argv: list[str] | None = None) -> None:
         closing += [f"SCOREDIFF stereoset_bias_bench {diff:.3e}", f"DECISIONS_DIFFER stereoset_bias_bench {differ}"]
     if ll_diffs:
         closing.insert(0, f"MAXDIFF {max(ll_diffs):.3e}")
+    closing += [f"MFU {work} {engine} {fraction(w)} {fraction(f)}"
+                for work, engines in mfus.items() for engine, (w, f) in engines.items()]
     print()
     for name, ratio in ratios.items():
         print(f"RATIO {name} {ratio:.3f}")

@@ -1,7 +1,7 @@
 """bench.perf's reference runners: a transcription of bias-bench's ``_likelihood_score_generative``
 must give the benchmark's ``bias_bench`` sentence scores and decisions on the tiny random model (and
 differ from the ``clean`` protocol's, so the comparison can tell a start token in context from none);
-the plain training loop must train as taxbench's fp32 loop does."""
+the plain training loop must train as taxbench's fp32 loop does; the model-FLOP and MFU arithmetic, by hand."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from bench.perf import (bias_bench_stereoset, ours_stereoset, stereoset_agreement, stereoset_examples,
+from bench.perf import (FedTokens, Shape, bias_bench_stereoset, mfu, model_shape, ours_stereoset, peak_flops,
+                        sampling_flops, scoring_flops, sequence_flops, stereoset_agreement, stereoset_examples,
                         training_engines)
 from methods.finetune.config import TrainConfig
 from bench.tasks import stereoset
@@ -57,3 +58,49 @@ def test_plain_training_loop_is_taxbenchs_fp32_loop_step_for_step(tiny_lm, data_
     before = {k: v.clone() for k, v in tiny_lm.model.state_dict().items()}
     engines["plain"](2)
     assert all(torch.equal(v, tiny_lm.model.state_dict()[k]) for k, v in before.items())  # trains a copy
+
+
+def _llama(tied: bool = True, **shape):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    kwargs = dict(hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                  vocab_size=50, tie_word_embeddings=tied) | shape
+    return LlamaForCausalLM(LlamaConfig(**kwargs))
+
+
+def test_model_flops_by_hand():
+    # per layer: q 8x8 + k 8x4 + v 8x4 + o 8x8 = 192, MLP 3 x 8x16 = 384, two norms 16: 592; x 2 + final norm 8
+    shape = Shape(params=1192, layers=2, attn_width=8)
+    assert model_shape(_llama()) == model_shape(_llama(tied=False)) == shape  # embedding and LM head left out
+    assert sequence_flops(shape, 3) == 2 * 1192 * 3 + 2 * 2 * 8 * 3 * 4 == 7536
+    assert scoring_flops(shape, [4, 2]) == 7536 + 2 * 1192 + 2 * 2 * 8 * 1 * 2 == 9984  # a request reads T - 1
+    # one prompt of 2 tokens, k = 3, 4 new tokens: prefill 2 tokens, then 3 rows x steps at positions 3, 4, 5
+    prefill = 2 * 1192 * 2 + 2 * 2 * 8 * 2 * 3
+    steps = sum(2 * 1192 + 4 * 2 * 8 * pos for pos in (3, 4, 5))
+    assert (prefill, steps) == (4960, 7920)
+    assert sampling_flops(shape, [2], 3, 4) == 4960 + 3 * 7920 == 28720
+    assert mfu(28720, 2.0, 1e4) == pytest.approx(1.436) and math.isnan(mfu(28720, 2.0, None))
+
+
+def test_llama3_1b_shape_has_llama_3_2_1b_parameter_count():
+    """conf/model/llama3-1b-shape.yaml: 1,235,814,400 parameters (Llama-3.2-1B's), 973,146,112 of them outside
+    the tied embedding (16 x 60,821,504 + the final norm's 2,048); built on the meta device, no memory."""
+    from bench.config import model_configs
+
+    with torch.device("meta"):
+        model = _llama(**model_configs()["llama3-1b-shape"].random_config)
+    assert sum(p.numel() for p in model.parameters()) == 1_235_814_400
+    assert model_shape(model) == Shape(973_146_112, 16, 2048)
+
+
+def test_peak_flops_and_fed_tokens():
+    cpu = torch.device("cpu")
+    assert peak_flops(cpu, torch.bfloat16, None)[0] is None
+    assert peak_flops(cpu, torch.bfloat16, 500.0)[0] == 5e14
+    model = _llama().eval()
+    fed = FedTokens(model)
+    run = fed.counted("x", lambda ids: (model(ids), model(input_ids=ids[:, :2])))
+    with torch.inference_mode():
+        run(torch.zeros(3, 5, dtype=torch.long))
+        model(torch.zeros(1, 4, dtype=torch.long))  # outside the engine: not counted, hook removed
+    assert fed.last == {"x": 15 + 6} and not model._forward_pre_hooks
