@@ -18,8 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.api.metrics import (ADDITIVE, BY_RECORDS, GROUPED, MetricSpec, aggregate, group_totals, is_grouped,
-                                macro_means, select, totals)
+from bench.api.metrics import (ADDITIVE, BY_RECORDS, GROUPED, MetricSpec, group_totals, is_grouped, macro_means,
+                                select, totals)
+from bench.report.by_records import REPLICATES
 
 Groups = dict[str, list[dict]]  # example id -> its records
 
@@ -46,9 +47,8 @@ def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.
     """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``: the summed
     statistics of the drawn ids through the aggregate's own ``finish`` (NaN where it is undefined)."""
     rows_by_id = [select(spec, groups[i]) for i in ids]  # once: a resample's selected records are its ids' ones
-    if spec.aggregate in BY_RECORDS:
-        return np.array([aggregate(spec, [r for rows, c in zip(rows_by_id, row) if c for _ in range(c) for r in rows])
-                         for row in counts])
+    if spec.aggregate in BY_RECORDS:  # recomputed from the records: all resamples at once (by_records)
+        return REPLICATES[spec.aggregate](spec, rows_by_id, counts)
     if is_grouped(spec):  # per id: [G, F + 1] group totals, summed over each resample's drawn ids
         per_id = [group_totals(spec, rows) for rows in rows_by_id]
         keys = {g: j for j, g in enumerate(dict.fromkeys(g for d in per_id for g in d))}
