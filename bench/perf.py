@@ -344,10 +344,6 @@ def request_lengths(lm: HFScoringLM, requests: Sequence[tuple[str, str]]) -> lis
     return [sum(map(len, lm.encode_pair(Request(*req)))) for req in requests]
 
 
-def n_tokens(lm: HFScoringLM, requests: Sequence[tuple[str, str]]) -> int:
-    return sum(request_lengths(lm, requests))
-
-
 # ------------------------------------------------------------------------- model FLOPs
 DENSE_PEAK_TFLOPS = {  # datasheet dense peaks (TFLOP/s) of the SXM parts by chip and dtype; fp32 without TF32
     "H100": {torch.bfloat16: 989.0, torch.float16: 989.0, torch.float32: 67.0},
@@ -461,6 +457,7 @@ def report_scoring(lm: HFScoringLM, work: Workload, runs: int, peak: float | Non
     """Prints the table; returns (speed-up, max |delta ll|, {engine: (work MFU, fed MFU)})."""
     lengths = request_lengths(lm, work.requests)
     tokens, shape = sum(lengths), model_shape(lm.model)
+    work_flops = scoring_flops(shape, lengths)
     fed = FedTokens(lm.model)
     engines = {"lm-eval": lm_eval_scorer(lm), "taxbench": ours_scorer(lm)}
     timings = timed_pair({name: fed.counted(name, fn) for name, fn in engines.items()},
@@ -474,7 +471,7 @@ def report_scoring(lm: HFScoringLM, work: Workload, runs: int, peak: float | Non
         print(f"  {name:9s} {t['median']:8.2f} s (runs {', '.join(f'{s:.2f}' for s in t['seconds'])})  "
               f"{len(work.requests) / t['median']:8.2f} req/s  {tokens / t['median']:9.1f} tok/s  {t['memory']}  "
               + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        line, mfus[name] = utilisation_line(scoring_flops(shape, lengths), fed.last[name], t["median"], shape, peak)
+        line, mfus[name] = utilisation_line(work_flops, fed.last[name], t["median"], shape, peak)
         print(line)
     ratio = ref["median"] / ours["median"]
     print(f"  speed-up {ratio:.2f}x   max |delta log-likelihood| {diff:.2e}")

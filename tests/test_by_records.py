@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from bench.api.metrics import BY_RECORDS, MetricSpec, aggregate, select
-from bench.report.bootstrap import replicates, resample_counts
-from bench.report.by_records import REPLICATES
+from bench.report.bootstrap import BY_RECORDS_REPLICATES, replicates, resample_counts
 
 
 def expanded(rows_by_id, row):
@@ -36,7 +35,7 @@ SPECS = [MetricSpec("hb/share", "bias", "lower", "h", field="score", aggregate="
 
 
 def test_every_by_records_aggregate_is_batched():
-    assert set(REPLICATES) == set(BY_RECORDS)
+    assert set(BY_RECORDS_REPLICATES) == set(BY_RECORDS)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

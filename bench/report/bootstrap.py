@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 import zlib
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from bench.api.metrics import (ADDITIVE, BY_RECORDS, GROUPED, MetricSpec, group_totals, is_grouped, macro_means,
                                 select, totals)
-from bench.report.by_records import REPLICATES
+from bench.report.by_records import mwu_share_replicates
 
 Groups = dict[str, list[dict]]  # example id -> its records
 
@@ -43,23 +43,54 @@ def resample_counts(n: int, n_boot: int, seed: int, stream: str) -> np.ndarray:
     return counts
 
 
+def resampled_group_totals(per_id: Sequence[dict[tuple, np.ndarray]], counts: np.ndarray) -> np.ndarray | None:
+    """[n_boot, G, K] each group's K summed statistics over each resample's drawn ids, from each id's
+    {group: [K]} (groups in first-seen order); None when no id has a group."""
+    keys = {g: j for j, g in enumerate(dict.fromkeys(g for d in per_id for g in d))}
+    if not keys:
+        return None
+    width = len(next(v for d in per_id for v in d.values()))
+    stats = np.zeros((len(per_id), len(keys), width))
+    for i, d in enumerate(per_id):
+        for g, v in d.items():
+            stats[i, keys[g]] = v
+    return (counts @ stats.reshape(len(per_id), -1)).reshape(len(counts), len(keys), width)
+
+
+def range_replicates(spec: MetricSpec, rows_by_id: Sequence[list[dict]], counts: np.ndarray) -> np.ndarray:
+    """[n_boot] max - min over the groups with a drawn record of mean(field), * scale (``metrics._range``;
+    NaN with fewer than 2 groups): each group's weighted sum over its weighted record count."""
+    per_id = []
+    for rows in rows_by_id:
+        sums: dict[tuple, np.ndarray] = {}
+        for r in rows:
+            sums.setdefault(tuple(r[k] for k in spec.by), np.zeros(2))[:] += (float(r[spec.field]), 1.0)
+        per_id.append(sums)
+    t = resampled_group_totals(per_id, counts)
+    if t is None:
+        return np.full(len(counts), np.nan)
+    present = t[..., 1] > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        means = t[..., 0] / t[..., 1]
+    spread = np.where(present, means, -np.inf).max(1) - np.where(present, means, np.inf).min(1)
+    return np.where(present.sum(1) > 1, spec.scale * spread, np.nan)
+
+
+# The aggregates computed from the records themselves (bench.api.metrics.BY_RECORDS), all resamples at once.
+BY_RECORDS_REPLICATES: dict[str, Callable[[MetricSpec, Sequence[list[dict]], np.ndarray], np.ndarray]] = {
+    "range": range_replicates, "mwu_share": mwu_share_replicates}
+
+
 def replicates(spec: MetricSpec, groups: Groups, ids: Sequence[str], counts: np.ndarray) -> np.ndarray:
     """[n_boot] the metric on each resample; ``counts[b, i]`` copies of ``groups[ids[i]]``: the summed
     statistics of the drawn ids through the aggregate's own ``finish`` (NaN where it is undefined)."""
     rows_by_id = [select(spec, groups[i]) for i in ids]  # once: a resample's selected records are its ids' ones
-    if spec.aggregate in BY_RECORDS:  # recomputed from the records: all resamples at once (by_records)
-        return REPLICATES[spec.aggregate](spec, rows_by_id, counts)
+    if spec.aggregate in BY_RECORDS:
+        return BY_RECORDS_REPLICATES[spec.aggregate](spec, rows_by_id, counts)
     if is_grouped(spec):  # per id: [G, F + 1] group totals, summed over each resample's drawn ids
-        per_id = [group_totals(spec, rows) for rows in rows_by_id]
-        keys = {g: j for j, g in enumerate(dict.fromkeys(g for d in per_id for g in d))}
-        if not keys:
+        t = resampled_group_totals([group_totals(spec, rows) for rows in rows_by_id], counts)
+        if t is None:
             return np.full(len(counts), np.nan)
-        width = len(GROUPED[spec.aggregate].fields(spec)) + 1
-        stats = np.zeros((len(ids), len(keys), width))
-        for i, d in enumerate(per_id):
-            for g, v in d.items():
-                stats[i, keys[g]] = v
-        t = (counts @ stats.reshape(len(ids), -1)).reshape(len(counts), len(keys), width)
         with np.errstate(divide="ignore", invalid="ignore"):
             return GROUPED[spec.aggregate].finish(spec, macro_means(t))
     some = next((rows for rows in rows_by_id if rows), None)

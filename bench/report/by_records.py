@@ -1,25 +1,21 @@
-"""Bootstrap replicates of the by-records aggregates (``range``, ``mwu_share``), all resamples at once.
+"""Bootstrap replicates of the Mann-Whitney share (aggregate ``mwu_share``, HolisticBias), all resamples at once.
 
-``bench.api.metrics.aggregate`` computes these from the selected records themselves (group means; Mann-Whitney
-tests between groups), so rebuilding each resample's records and rerunning them cost about 40 s per run and
-metric set on HolisticBias's 5,094 sentences (1,000 resamples, 2-core CPU): most of the leaderboard's time.
-Here resample b is its id counts ``counts[b]`` ([n_boot, n_ids]) and each record weighs the count of its id:
-
-* ``range``: a group's mean is the weighted sum over the weighted number of its records; max - min over the
-  groups with a drawn record, * scale (NaN with fewer than 2).  Equal to ``aggregate`` up to the order of
-  floating-point sums.
-* ``mwu_share``: in each cell (the ``by`` values but the last), the groups' counts of each distinct value are
-  the records' weights added at (group, value), and ``mwu_pvalues``'s statistic is evaluated from them: U as a
-  sum over records (each adds to one group's row) instead of a dense groups x values x groups product, the tie
-  terms over the values that occur in more than one group.  Every count and U is an integer held exactly, and
-  sigma, z and p follow ``mwu_pvalues``'s expressions, so the share equals ``aggregate``'s bit for bit.
-  (A transcription of those three lines: ``bench.api.metrics`` is numbers code, hashed into the published
-  grid's code version, so the two stay side by side, held equal by ``tests/test_by_records.py``.)
+``bench.api.metrics.aggregate`` computes it from the selected records themselves, so rebuilding each resample's
+records and rerunning it cost 296 s for one run's HolisticBias/BOLD by-records metrics (1,000 resamples, 2-core
+CPU shared with other jobs), most of the leaderboard's time.  Here resample b is its id counts ``counts[b]``
+([n_boot, n_ids]) and each record weighs the count of its id.  In each cell (the ``by`` values but the last) the
+groups' counts of each distinct value are the records' weights added at (group, value), and ``mwu_pvalues``'s
+statistic is evaluated from them: U as a sum over records (each adds to one group's row) instead of a dense
+groups x values x groups product, the tie terms over the values that occur in more than one group.  Every count
+and U is an integer held exactly, and sigma, z and p follow ``mwu_pvalues``'s expressions, so the share equals
+``aggregate``'s bit for bit.  (A transcription of those three lines: ``bench.api.metrics`` is numbers code, hashed
+into the published grid's code version, so the two stay side by side, held equal by ``tests/test_by_records.py``.)
+``range`` is batched in ``bench.report.bootstrap`` (group totals, as the macro-averages).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy.special import erfc
@@ -33,22 +29,6 @@ def _flatten(spec: MetricSpec, rows_by_id: Sequence[list[dict]]) -> tuple[np.nda
     keys = [tuple(r[k] for k in spec.by) for rows in rows_by_id for r in rows]
     values = np.array([float(r[spec.field]) for rows in rows_by_id for r in rows])
     return ids, keys, values
-
-
-def range_replicates(spec: MetricSpec, rows_by_id: Sequence[list[dict]], counts: np.ndarray) -> np.ndarray:
-    """[n_boot] max - min of the group means of ``field`` on each resample (``metrics._range``)."""
-    ids, keys, values = _flatten(spec, rows_by_id)
-    groups = {k: g for g, k in enumerate(dict.fromkeys(keys))}
-    g = np.array([groups[k] for k in keys], dtype=np.int64)
-    stats = np.zeros((len(rows_by_id), len(groups), 2))  # per id and group: sum of values, number of records
-    np.add.at(stats, (ids, g, 0), values)
-    np.add.at(stats, (ids, g, 1), 1.0)
-    t = (counts @ stats.reshape(len(rows_by_id), -1)).reshape(len(counts), len(groups), 2)
-    present = t[..., 1] > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        means = t[..., 0] / t[..., 1]
-    spread = np.where(present, means, -np.inf).max(1) - np.where(present, means, np.inf).min(1)
-    return np.where(present.sum(1) > 1, spec.scale * spread, np.nan)
 
 
 class _Cell:
@@ -107,8 +87,3 @@ def mwu_share_replicates(spec: MetricSpec, rows_by_id: Sequence[list[dict]], cou
         if p.size:
             out[b] = spec.scale * float(np.mean(p < MWU_ALPHA))
     return out
-
-
-# One per aggregate of bench.api.metrics.BY_RECORDS (a test checks that the keys agree).
-REPLICATES: dict[str, Callable[[MetricSpec, Sequence[list[dict]], np.ndarray], np.ndarray]] = {
-    "range": range_replicates, "mwu_share": mwu_share_replicates}
