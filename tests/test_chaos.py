@@ -91,8 +91,10 @@ def _metrics(results: Path) -> dict[str, dict]:
 
 
 def _artifact(cache: Path, kind: str) -> Path | None:
-    committed = [p for p in (cache / "artifacts" / kind).glob("*") if (p / MANIFEST).exists()] \
-        if (cache / "artifacts" / kind).is_dir() else []
+    """The committed artifact folder of ``kind``; a temp folder being built holds a manifest too before its rename."""
+    root = cache / "artifacts" / kind
+    committed = [p for p in root.glob("*") if not p.name.endswith(".tmp") and (p / MANIFEST).exists()] \
+        if root.is_dir() else []
     assert len(committed) <= 1
     return committed[0] if committed else None
 
