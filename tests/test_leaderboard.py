@@ -131,6 +131,9 @@ def test_vectorised_replicates_equal_aggregate_on_resampled_records(spec):
 def test_significance_mark():
     assert excludes_zero(0.1, 2) and excludes_zero(-3, -0.5)
     assert not excludes_zero(0.0, 2) and not excludes_zero(-1, 1) and not excludes_zero(math.nan, math.nan)
+    # float rounding of equal values is no effect: SEAT deltas of Self-Debias, which keeps the embeddings
+    assert not excludes_zero(2.2e-16, 3.0e-15) and not excludes_zero(-1.05e-6, -3.5e-7)
+    assert excludes_zero(2e-5, 1e-4) and excludes_zero(-1e-4, -2e-5)
     assert R.fmt_interval(C.Interval(1.5, 0.2, 3.0)) == "+1.50* [+0.200, +3.00]"
     assert R.fmt_interval(C.Interval(1.5, -0.2, 3.0)) == "+1.50 [-0.200, +3.00]"
     assert R.fmt_interval(C.Interval(1.5)) == "+1.50"

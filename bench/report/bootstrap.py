@@ -122,6 +122,12 @@ def percentile_interval(reps: np.ndarray, level: float = 0.95) -> tuple[float, f
     return float(lo), float(hi)
 
 
-def excludes_zero(lo: float, hi: float) -> bool:
-    """True when the interval [lo, hi] is finite and lies strictly on one side of 0."""
-    return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+# Float32 rounding of equal values: model outputs are float32 (about 1e-7 relative per operation, 1e-6 after the
+# sums behind a metric), so an interval inside +-FLOAT_NOISE is two computations of one number, not an effect
+# (e.g. SEAT of Self-Debias, which leaves the embeddings unchanged: deltas of 1e-15 to 1e-6).
+FLOAT_NOISE = 1e-5
+
+
+def excludes_zero(lo: float, hi: float, noise: float = FLOAT_NOISE) -> bool:
+    """True when the interval [lo, hi] is finite and lies on one side of 0, beyond float rounding (``noise``)."""
+    return bool(np.isfinite(lo) and np.isfinite(hi) and (lo > noise or hi < -noise))
