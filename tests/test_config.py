@@ -63,3 +63,16 @@ def test_default_config_is_the_documented_default():
     method = instantiate(cfg.method, _convert_="all")
     assert (cfg.model.name, cfg.hydra.runtime.choices.method, method.name, cfg.suite_name) == \
         ("smollm2-135m", "none", "none", "default")
+
+
+@pytest.mark.parametrize("method", ["cda_nc3", "contrastive_nc3"])
+def test_nc3_classes_follow_the_methods_bias_type(method):
+    by_type = _compose([])["nc3_words_by_bias_type"]
+    religion = ["fairness_nc_words/adept/christianity.txt", "fairness_nc_words/adept/islam.txt",
+                "fairness_nc_words/adept/judaism.txt"]
+    assert list(by_type["religion"]) == religion
+    for overrides, expected in [(["bias_type=religion"], "religion"), (["bias_type=gender"], "gender"),
+                                (["bias_type=gender", "method.bias_type=religion"], "religion")]:
+        built = _instantiate(_compose([f"method={method}", *overrides]).method, "method")
+        assert (built.bias_type, built.nc3_words) == (expected, list(by_type[expected])), overrides
+    assert sorted(by_type) == ["gender", "race", "religion"]
