@@ -315,6 +315,7 @@ def test_training_seeds_pool_into_one_row_with_a_two_level_bootstrap(results):
     assert (c.delta.lo, c.delta.hi) == pytest.approx(tuple(np.percentile(pooled, [2.5, 97.5])))
     md = R.to_markdown(lb, "c", "m", "t", "r")
     assert f"(2 seeds: {R.num(min(ss))}..{R.num(max(ss))})" in md and "two-level bootstrap" in md
+    assert "from 9 result files" in md  # 8 rows, one of them pooled over 2 seed files
     row = _row(R.to_frame(lb), "smollm2-135m", "cda")
     assert row["seed"] == "0,1" and row["n_seeds"] == 2
     assert len(L.build(results, n_boot=50, group_seeds=False).entries) == 9

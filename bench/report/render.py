@@ -194,7 +194,7 @@ def to_markdown(lb: Leaderboard, command: str, machine: str, generated: str, res
         f"- Machine: {machine}",
         f"- Time: {len(pooled)} jobs, {job_minutes(pooled):.0f} min of job time (sum of the result files' "
         "`timings.total`)" + (f"; wall time of the command(s): {wall}" if wall else ""),
-        f"- Generated: {generated} from {len(runs)} result files in `{results_dir}/runs`"
+        f"- Generated: {generated} from {len({r.path for r in pooled})} result files in `{results_dir}/runs`"
         f" ({len(lb.superseded)} superseded by newer runs, {len(lb.skipped)} unreadable skipped); code {', '.join(codes)}"
         + (f" (pinned with --code-version {lb.pinned})" if lb.pinned else ""),
         f"- Δ = run − `{BASELINE}` on the same model, suite and seed. [lo, hi] = 95% paired bootstrap percentile "
