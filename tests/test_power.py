@@ -11,7 +11,7 @@ import pytest
 from bench.api.metrics import MetricSpec
 from bench.report import power as P
 from bench.report.bootstrap import group_by_id
-from bench.report.runs import read_run
+from bench.report.runs import Run, read_run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 
@@ -51,6 +51,21 @@ def test_fixture_table_lists_headline_metrics_with_observed_widths():
     assert ss.n0 == 40 and ss.n_observed == 3 and 0 < ss.observed0 < ss.half_width0  # pairing helps
     text = P.table(powers, n=1000)
     assert "| stereoset/ss | 40 |" in text and f"| 2 | {ss.n_for(2.0)} |" in text
+
+
+def test_macro_averaged_metrics_are_headline_metrics():
+    """StereoSet SS/LMS under the bias-bench protocol average per target term (aggregate ``macro``)."""
+    rng = np.random.default_rng(0)
+    recs = [{"id": f"e{i}", "target": f"t{i % 8}", "domain": "gender" if i % 2 else "race", "w": float(w)}
+            for i, w in enumerate(rng.random(160) < 0.6)]
+    ss = MetricSpec("stereoset/ss", "bias", "target", "", target=50, field="w", scale=100, aggregate="macro",
+                    by=("target",))
+    ss_gender = MetricSpec("stereoset/ss_gender", "bias", "target", "", target=50, field="w", scale=100,
+                           aggregate="macro", by=("target",), where={"domain": "gender"})
+    run = Run(Path("r.json"), {"metrics": {"stereoset/ss": 60.0, "stereoset/ss_gender": 61.0}},
+              {s.key: s for s in (ss, ss_gender)})
+    assert [s.key for s in P.headline_specs(run)] == ["stereoset/ss"]  # the per-domain breakdown is left out
+    assert 0 < P.paired_half_width(ss, group_by_id(recs), n_boot=400) < 100
 
 
 def test_cli_errors_are_one_line(capsys):

@@ -3,7 +3,7 @@
     python -m bench.report.power --results results/published [--run <run_id>] [--n 1000] [--n-boot 2000]
 
 For each headline metric (a whole-benchmark metric the bootstrap can recompute: aggregate in
-``ADDITIVE`` or ``BY_RECORDS``, not a per-subset breakdown) it prints, at the run's number of
+``ADDITIVE``, ``GROUPED`` (StereoSet's per-term macro-averages) or ``BY_RECORDS``, not a per-subset breakdown) it prints, at the run's number of
 example ids n0 and at ``--n``, the 95% half-width of a paired delta and the minimum detectable
 effect (80% power, two-sided 5% test), and the n that a target half-width (``TARGETS``) needs.
 
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import norm
 
-from bench.api.metrics import ADDITIVE, BY_RECORDS, MetricSpec
+from bench.api.metrics import ADDITIVE, BY_RECORDS, GROUPED, MetricSpec
 from bench.errors import TaxbenchError
 from bench.report.bootstrap import (
     percentile_interval,
@@ -101,7 +101,7 @@ def paired_half_width(spec: MetricSpec, groups: dict[str, list[dict]], n_boot: i
 def headline_specs(run: Run) -> list[MetricSpec]:
     """The run's whole-benchmark metrics with a value that the bootstrap can recompute, in column order."""
     specs = [s for k, s in run.specs.items() if isinstance(run.metrics.get(k), (int, float)) and s.group in GROUPS
-             and (s.aggregate in ADDITIVE or s.aggregate in BY_RECORDS)]
+             and (s.aggregate in ADDITIVE or s.aggregate in GROUPED or s.aggregate in BY_RECORDS)]
     parents = breakdowns(specs)
     return sorted((s for s in specs if s.key not in parents), key=lambda s: GROUPS.index(s.group))
 
