@@ -249,6 +249,20 @@ def test_relative_capability_change_leaves_out_metrics_with_base_zero():
     assert C.mean_improvement(changes, relative=False).est == pytest.approx(np.mean([0.1, -2.0]))
 
 
+def test_bias_verdict_against_none_and_the_control():
+    from bench.report.verdict import verdict
+
+    down, up, flat = C.Interval(2.0, 0.5, 3.5), C.Interval(-2.0, -3.5, -0.5), C.Interval(0.5, -1.0, 2.0)
+    def words(bias, control):
+        return verdict("cda", True, bias, {}, set(), control_bias=control, needs_control=True).split(";")[0]
+    assert words(down, down) == "lowers bias beyond fine-tuning"
+    assert words(down, flat) == "lowers bias, not beyond fine-tuning"
+    assert words(down, None) == "lowers bias (no `finetune` control)"
+    assert words(flat, down) == "no significant bias change, less biased than the fine-tuning control"
+    assert words(flat, up) == "no significant bias change, more biased than the fine-tuning control"
+    assert words(up, flat) == "raises bias"
+
+
 def test_toxicity_verdict_names_the_direction():
     from bench.report.verdict import verdict
 

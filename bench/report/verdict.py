@@ -15,7 +15,8 @@ def _bias_words(bias: Interval | None, control_bias: Interval | None, needs_cont
     if lowers:
         return "lowers bias beyond fine-tuning" if beyond else "lowers bias, not beyond fine-tuning"
     if control_bias.sig:
-        return words + (", less than the fine-tuning control" if beyond else ", more than the fine-tuning control")
+        return words + (", less biased than the fine-tuning control" if beyond
+                        else ", more biased than the fine-tuning control")
     return words
 
 
