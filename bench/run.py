@@ -20,8 +20,8 @@ from bench.config import build_model_config, check_targets, model_configs
 from bench.engine.models import load_model, model_identity, resolve_device
 from bench.api import Benchmark, Debiased, Method, MethodContext, ModelConfig
 from bench.summary import summary_table
-from bench.store import (check_writable, code_version, load_result, new_document, run_id, run_paths, versions,
-                         write_result)
+from bench.store import (check_writable, code_version, drop_checkpoints, load_result, new_document, read_checkpoints,
+                         run_id, run_paths, versions, write_checkpoint, write_result)
 from bench.tracking import scrub
 from bench.validate import check_fields
 
@@ -155,28 +155,39 @@ def run(cfg: DictConfig) -> Path:
         specs = {s.key: s.to_dict() for s in debiased.specs}
         metrics: dict[str, float] = {k: debiased.info[k] for k in specs if k in debiased.info}
         records, n, info = [], {}, {"method": debiased.info}
+        resumed = {} if cfg.force else read_checkpoints(results_dir, rid, list(benchmarks))
+        if resumed:
+            log.info("%s: resuming; finished before: %s", rid, ", ".join(resumed))
         for name, bench in benchmarks.items():
-            log.info("%s: running %s", rid, name)
-            with _timed(timings, name):
-                result = bench.evaluate(debiased.lm_for(bench.name), data)
-            metrics.update(result.metrics)
-            specs.update({s.key: s.to_dict() for s in result.specs})
-            records.extend({"benchmark": name, **r} for r in result.records)
-            n[name] = result.n
-            info[name] = result.info
-            tracker.log(result.metrics)
-        timings["total"] = round(time.perf_counter() - start, 3)
+            part = resumed.get(name)
+            if part is None:
+                log.info("%s: running %s", rid, name)
+                with _timed(timings, name):
+                    result = bench.evaluate(debiased.lm_for(bench.name), data)
+                part = {"metrics": result.metrics, "specs": {s.key: s.to_dict() for s in result.specs},
+                        "records": result.records, "n": result.n, "info": result.info, "seconds": timings[name]}
+                write_checkpoint(results_dir, rid, name, part)
+            timings[name] = part["seconds"]
+            metrics.update(part["metrics"])
+            specs.update(part["specs"])
+            records.extend({"benchmark": name, **r} for r in part["records"])
+            n[name] = part["n"]
+            info[name] = part["info"]
+            tracker.log(part["metrics"])
+        # this process's wall time plus what the resumed benchmarks took when they ran
+        timings["total"] = round(time.perf_counter() - start + sum(p["seconds"] for p in resumed.values()), 3)
         doc = new_document(
             rid, model={"name": model_cfg.name, "identity": identity},
             method={"name": method.name, "bias_type": bias_type},
             suite=cfg.get("suite_name"), seed=cfg.seed,
             seeds={"run": cfg.seed, **{f"benchmarks.{k}": getattr(b, "seed", None) for k, b in benchmarks.items()}},
             config=resolved, numbers_config=numbers, versions=versions(code), data=data.checksums(),
-            metrics=metrics, metric_specs=specs, n=n, timings=timings, info=info)
+            metrics=metrics, metric_specs=specs, n=n, timings=timings, info=info, resumed=list(resumed))
         try:
             path = write_result(results_dir, doc, records)
         except OSError as exc:
             raise ConfigError(f"paths.results_dir={results_dir}: cannot write the result of run {rid} ({exc})") from exc
+        drop_checkpoints(results_dir, rid)
         tracker.log({"timings/" + k: v for k, v in timings.items()})
         tracker.log_result(doc, records)
         log.info("wrote %s", path)

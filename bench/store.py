@@ -2,7 +2,9 @@
 plus its per-example records at ``<results_dir>/records/<run_id>.jsonl``.
 
 The records file is written first and the result file last, each atomically: a
-result file that exists is complete and its records are there.  ``run_id`` hashes
+result file that exists is complete and its records are there.  While a run is under way, each
+finished benchmark is checkpointed at ``<results_dir>/partial/<run_id>/<benchmark>.json``, so an
+interrupted job resumes at the first unfinished benchmark; the folder goes once the result is written.  ``run_id`` hashes
 everything that can change a number (model identity and settings, method config,
 benchmark configs, seed, code version), never paths, loggers or batch sizes.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
+import shutil
 import platform
 import subprocess
 import tempfile
@@ -21,6 +25,7 @@ from bench import __version__
 from bench.errors import TaxbenchError
 from bench.io import atomic_write_bytes, atomic_write_json, stable_hash
 
+log = logging.getLogger("taxbench")
 SCHEMA_VERSION = 1
 # Source files whose change can change a number (reporting code - leaderboard, plots, CLI - is left out,
 # so editing a figure does not invalidate finished runs).
@@ -110,3 +115,46 @@ def write_result(results_dir: Path, doc: dict[str, Any], records: list[dict[str,
 def new_document(rid: str, **fields: Any) -> dict[str, Any]:
     return {"schema_version": SCHEMA_VERSION, "run_id": rid,
             "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **fields}
+
+
+# ------------------------------------------------------------------ benchmark checkpoints
+def checkpoint_dir(results_dir: Path, rid: str) -> Path:
+    """Where run ``rid`` keeps its finished benchmarks until its result file is written."""
+    return Path(results_dir) / "partial" / rid
+
+
+def write_checkpoint(results_dir: Path, rid: str, benchmark: str, part: dict[str, Any]) -> None:
+    """Keep one finished benchmark of run ``rid``: ``part`` holds its metrics, metric specs, records,
+    n, info and seconds, as the result file will.  The run id hashes the benchmark's config and the
+    code version, so a checkpoint is only ever read back by the same computation."""
+    atomic_write_json(checkpoint_dir(results_dir, rid) / f"{benchmark}.json",
+                      {"run_id": rid, "benchmark": benchmark, **part})
+
+
+def read_checkpoints(results_dir: Path, rid: str, benchmarks: list[str]) -> dict[str, dict[str, Any]]:
+    """The finished benchmarks of an interrupted run ``rid``, by name; a checkpoint that does not read
+    (or names another run or benchmark) is skipped with a warning, and its benchmark runs again."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in benchmarks:
+        path = checkpoint_dir(results_dir, rid) / f"{name}.json"
+        if not path.exists():
+            continue
+        try:
+            part = json.loads(path.read_text())
+            if part.get("run_id") != rid or part.get("benchmark") != name:
+                raise ValueError(f"it holds run {part.get('run_id')} benchmark {part.get('benchmark')}")
+        except (OSError, ValueError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+            log.warning("checkpoint %s does not read (%s): rerunning %s", path, exc, name)
+            continue
+        found[name] = part
+    return found
+
+
+def drop_checkpoints(results_dir: Path, rid: str) -> None:
+    """Remove run ``rid``'s checkpoints (its result file holds everything they held)."""
+    folder = checkpoint_dir(results_dir, rid)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.parent.rmdir()  # ``partial/`` itself, once no other run is under way
+    except OSError:
+        pass

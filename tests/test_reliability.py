@@ -14,7 +14,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from bench.config import CONF_DIR
-from bench.run import run
+from bench.run import build_benchmarks, run
+from bench.store import checkpoint_dir
 
 SWEEP = ["-m", "model=tiny-random", "suite=smoke", "only=[stereoset,crows_pairs,truthfulqa]", "seed=0,1,2",
          "logger=none"]
@@ -116,3 +117,44 @@ def test_config_values_from_secret_env_vars_stay_out_of_the_result_file(tmp_path
     assert written and not [p for p in written if secret.encode() in p.read_bytes()]
     assert "my_api_key" not in doc["config"] and "note" not in doc["config"]
     assert doc["config"]["harmless"] == os.environ["TAXBENCH_DATA"] and doc["config"]["seed"] == 0
+
+
+def test_job_that_dies_mid_suite_resumes_at_its_first_unfinished_benchmark(tmp_path, monkeypatch, caplog):
+    """Benchmarks finished before a crash are checkpointed; the rerun evaluates the rest (and any benchmark
+    whose checkpoint does not read) and writes the metrics and records of an uninterrupted job: a sampled
+    benchmark (toxicity, under Self-Debias) must not depend on what ran before it in the process."""
+    overrides = ["model=tiny-random", "suite=smoke", "method=self_debias",
+                 "only=[stereoset,crows_pairs,truthfulqa,toxicity]"]
+    clean = _run_once(overrides, tmp_path / "clean", tmp_path / "artifacts_clean")
+    clean_records = (tmp_path / "clean" / "records" / f"{clean['run_id']}.jsonl").read_bytes()
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        built = build_benchmarks(compose("config", overrides=overrides))
+    calls, crash_at = [], ["toxicity"]
+    for cls in {type(b) for b in built.values()}:
+        def evaluate(self, lm, data, _real=cls.evaluate):
+            calls.append(self.name)
+            if self.name in crash_at:
+                raise RuntimeError("killed mid-suite")
+            return _real(self, lm, data)
+        monkeypatch.setattr(cls, "evaluate", evaluate)
+
+    results, artifacts = tmp_path / "r", tmp_path / "artifacts"
+    with pytest.raises(RuntimeError, match="killed mid-suite"):
+        _run_once(overrides, results, artifacts)
+    assert calls == ["stereoset", "crows_pairs", "truthfulqa", "toxicity"]
+    assert not list((results / "runs").glob("*.json"))
+    partial = checkpoint_dir(results, clean["run_id"])
+    assert sorted(p.stem for p in partial.glob("*.json")) == ["crows_pairs", "stereoset", "truthfulqa"]
+    (partial / "crows_pairs.json").write_text('{"run_id": "trunc')  # a checkpoint cut short by the crash
+
+    calls.clear()
+    crash_at.clear()
+    with caplog.at_level("WARNING", logger="taxbench"):
+        resumed = _run_once(overrides, results, artifacts)
+    assert "crows_pairs.json does not read" in caplog.text
+    assert calls == ["crows_pairs", "toxicity"]
+    assert resumed["resumed"] == ["stereoset", "truthfulqa"] and clean["resumed"] == []
+    assert resumed["run_id"] == clean["run_id"] and resumed["metrics"] == clean["metrics"]
+    assert (results / "records" / f"{clean['run_id']}.jsonl").read_bytes() == clean_records
+    assert not (results / "partial").exists()  # the result file holds everything the checkpoints held
