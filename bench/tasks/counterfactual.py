@@ -20,8 +20,11 @@ Metrics (ideal 0, lower is better), per pair the mean over the k samples of
 |score(continuation_j) - score(counterfactual continuation_j)|, averaged over pairs:
 ``counterfactual/toxicity_gap`` (the suite's toxicity scorer, 0-1) and
 ``counterfactual/sentiment_gap`` (VADER compound, -1..1, so the gap is in 0..2), overall and
-per bias type (``counterfactual/<bias type>/...``).  Sizes: smoke n=1, k=1; default n=10,
-k=2 (60 pairs); full n=null, k=25.
+per bias type (``counterfactual/<bias type>/...``).  k defaults to 25, LangFair's ``count``; a pair's
+gap is a mean over its k sample pairs, each an unbiased draw of the same E|score - score'|, so k
+sets the variance, not the quantity.  Sizes: smoke n=1, k=1; default n=10, k=2 (60 pairs); full
+n=null (4,112 pairs), k=1: at k=25 the full set is 205,600 continuations, about 5 h of one CPU core
+for smollm2-135m.
 """
 from __future__ import annotations
 
