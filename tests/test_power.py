@@ -26,6 +26,9 @@ def test_half_width_of_a_difference_of_two_proportions():
     expected = 1.96 * math.sqrt(2 * p * (1 - p) / n) * 100  # two independent proportions
     assert P.paired_half_width(spec, groups, n_boot=4000) == pytest.approx(expected, rel=0.06)
     assert P.paired_half_width(spec, groups, n_boot=4000, rho=0.75) == pytest.approx(expected / 2, rel=0.06)
+    lo, hi = P.percentile_interval(P.two_resamples(spec, groups, n_boot=4000)[0])  # the value's own interval
+    se = math.sqrt(p * (1 - p) / n) * 100
+    assert lo < p * 100 < hi and (hi - lo) / 2 == pytest.approx(1.96 * se, rel=0.06)
 
 
 def test_scaling_mde_and_n_for_target():
@@ -50,7 +53,9 @@ def test_fixture_table_lists_headline_metrics_with_observed_widths():
     ss = powers[keys.index("stereoset/ss")]
     assert ss.n0 == 40 and ss.n_observed == 3 and 0 < ss.observed0 < ss.half_width0  # pairing helps
     text = P.table(powers, n=1000)
-    assert "| stereoset/ss | 40 |" in text and f"| 2 | {ss.n_for(2.0)} |" in text
+    assert ss.interval[0] < ss.value < ss.interval[1]
+    assert f"| stereoset/ss | 40 | {ss.value:.4g} | [{ss.interval[0]:.4g}, {ss.interval[1]:.4g}] |" in text
+    assert f"| 2 | {ss.n_for(2.0)} |" in text
 
 
 def test_macro_averaged_metrics_are_headline_metrics():

@@ -3,7 +3,8 @@
     python -m bench.report.power --results results/published [--run <run_id>] [--n 1000] [--n-boot 2000]
 
 For each headline metric (a whole-benchmark metric the bootstrap can recompute: aggregate in
-``ADDITIVE``, ``GROUPED`` (StereoSet's per-term macro-averages) or ``BY_RECORDS``, not a per-subset breakdown) it prints, at the run's number of
+``ADDITIVE``, ``GROUPED`` (StereoSet's per-term macro-averages) or ``BY_RECORDS``, not a per-subset breakdown) it prints
+the run's value with its own 95% percentile bootstrap interval (example ids resampled), at the run's number of
 example ids n0 and at ``--n``, the 95% half-width of a paired delta and the minimum detectable
 effect (80% power, two-sided 5% test), and the n that a target half-width (``TARGETS``) needs.
 
@@ -71,6 +72,7 @@ class Power:
     rho: float = 0.0  # assumed correlation of the two runs' per-example values
     observed0: float = math.nan  # median observed paired half-width at n0 over method runs (NaN: none)
     n_observed: int = 0  # method runs behind observed0
+    interval: tuple[float, float] = (math.nan, math.nan)  # 95% percentile bootstrap interval of value
 
     def half_width(self, n: int) -> float:
         return self.half_width0 * math.sqrt(self.n0 / n)
@@ -86,16 +88,27 @@ class Power:
         return math.ceil(self.n0 * (hw / half_width) ** 2) if math.isfinite(hw) else None
 
 
+def two_resamples(spec: MetricSpec, groups: dict[str, list[dict]], n_boot: int = 2000, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent arrays of ``n_boot`` bootstrap replicates of the metric on the same records (example
+    ids resampled); the first one's percentile interval is the value's."""
+    ids = sorted(groups)
+    stream = spec.key.split("/")[0]
+    return (replicates(spec, groups, ids, resample_counts(len(ids), n_boot, seed, stream)),
+            replicates(spec, groups, ids, resample_counts(len(ids), n_boot, seed, stream + "/power")))
+
+
+def difference_half_width(a: np.ndarray, b: np.ndarray, rho: float = 0.0) -> float:
+    """95% half-width of ``a - b`` (replicates of two independent resamples), times sqrt(1 - rho)."""
+    lo, hi = percentile_interval(a - b, LEVEL)
+    return (hi - lo) / 2 * math.sqrt(1 - rho)
+
+
 def paired_half_width(spec: MetricSpec, groups: dict[str, list[dict]], n_boot: int = 2000, seed: int = 0,
                       rho: float = 0.0) -> float:
     """95% half-width of ``rep_a - rep_b`` (two independent bootstrap resamples of the same records),
     times sqrt(1 - rho)."""
-    ids = sorted(groups)
-    stream = spec.key.split("/")[0]
-    a = replicates(spec, groups, ids, resample_counts(len(ids), n_boot, seed, stream))
-    b = replicates(spec, groups, ids, resample_counts(len(ids), n_boot, seed, stream + "/power"))
-    lo, hi = percentile_interval(a - b, LEVEL)
-    return (hi - lo) / 2 * math.sqrt(1 - rho)
+    return difference_half_width(*two_resamples(spec, groups, n_boot, seed), rho)
 
 
 def headline_specs(run: Run) -> list[MetricSpec]:
@@ -128,9 +141,10 @@ def analyse(run: Run, n_boot: int = 2000, seed: int = 0, rho: float = 0.0, other
         groups = run.groups(spec)
         if not groups:
             continue
-        hw = paired_half_width(spec, groups, n_boot, seed, rho)
+        a, b = two_resamples(spec, groups, n_boot, seed)
         observed, k = observed_half_width(spec, run, others, n_boot, seed)
-        out.append(Power(spec, len(groups), float(run.metrics[spec.key]), hw, rho, observed, k))
+        out.append(Power(spec, len(groups), float(run.metrics[spec.key]), difference_half_width(a, b, rho), rho,
+                         observed, k, percentile_interval(a, LEVEL)))
     return out
 
 
@@ -142,15 +156,16 @@ def paired_runs(results_dir: str | Path, base: Run) -> list[Run]:
 
 
 def table(powers: Sequence[Power], n: int | None, targets: dict[str, float] = TARGETS) -> str:
-    """A markdown table: metric, n0, value, half-width and MDE at n0 (and at n), target, n needed (model),
-    observed paired half-width at n0 and the n it implies."""
-    head = ["metric", "n0", "value", "±95% at n0", "MDE at n0"] + ([f"±95% at n={n}", f"MDE at n={n}"] if n else []) \
+    """A markdown table: metric, n0, value and its 95% interval, half-width and MDE of a paired delta at n0 (and
+    at n), target, n needed (model), observed paired half-width at n0 and the n it implies."""
+    head = ["metric", "n0", "value", "value 95% CI", "±95% at n0", "MDE at n0"] + ([f"±95% at n={n}", f"MDE at n={n}"] if n else []) \
         + ["target ±", "n needed", "observed ±95% at n0 (runs)", "n needed (observed)"]
     rows = []
     for p in powers:
         t = targets.get(p.spec.key)
         obs = f"{p.observed0:.3g} ({p.n_observed})" if p.n_observed else "–"
-        rows.append([p.spec.key, str(p.n0), f"{p.value:.4g}", f"{p.half_width0:.3g}", f"{p.mde(p.n0):.3g}"]
+        ci = f"[{p.interval[0]:.4g}, {p.interval[1]:.4g}]" if math.isfinite(p.interval[0]) else "–"
+        rows.append([p.spec.key, str(p.n0), f"{p.value:.4g}", ci, f"{p.half_width0:.3g}", f"{p.mde(p.n0):.3g}"]
                     + ([f"{p.half_width(n):.3g}", f"{p.mde(n):.3g}"] if n else [])
                     + ([f"{t:g}", str(p.n_for(t))] if t else ["–", "–"])
                     + [obs, str(p.n_for(t, observed=True) or "–") if t else "–"])
