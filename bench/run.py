@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -20,8 +20,8 @@ from bench.config import build_model_config, check_targets, model_configs
 from bench.engine.models import load_model, model_identity, resolve_device
 from bench.api import Benchmark, Debiased, Method, MethodContext, ModelConfig
 from bench.summary import summary_table
-from bench.store import (check_writable, code_version, drop_checkpoints, load_result, new_document, read_checkpoints,
-                         run_id, run_paths, versions, write_checkpoint, write_result)
+from bench.store import (check_writable, claim, code_version, drop_checkpoints, load_result, new_document,
+                         read_checkpoint, run_id, run_paths, versions, write_checkpoint, write_result)
 from bench.tracking import scrub
 from bench.validate import check_fields
 
@@ -108,6 +108,43 @@ def _finished(result_path: Path, records_path: Path, rid: str) -> bool:
     return True
 
 
+def collect_parts(names: list[str], compute: Callable[[str], dict[str, Any]], results_dir: Path, rid: str,
+                  reuse: bool, finished: Callable[[], bool]
+                  ) -> tuple[dict[str, dict[str, Any]], set[str], float] | None:
+    """Every benchmark's part (metrics, specs, records, n, info, seconds) by name, the names computed
+    here, and the seconds spent waiting; None if another process wrote the run's result meanwhile
+    (``finished`` tells).
+
+    A benchmark is computed here (``compute`` also checkpoints it) unless its checkpoint is there,
+    from an interrupted earlier process or from a process running the same job in parallel.  The first
+    pass claims (``claim``) each benchmark nobody holds, in order; the second waits for the ones other
+    processes hold and reads their checkpoints, or computes a benchmark whose holder died.  So N
+    processes started with one job split its benchmarks and each ends with the same result.
+    ``reuse=False`` (``force=true``) ignores checkpoints: every benchmark is computed here."""
+    parts: dict[str, dict[str, Any]] = {}
+    computed: set[str] = set()
+    waited = 0.0
+    for wait in (False, True):
+        for name in names:
+            if name in parts:
+                continue
+            asked = time.perf_counter()
+            with claim(results_dir, rid, name, wait) as held:
+                waited += time.perf_counter() - asked if wait else 0.0
+                if not held:
+                    continue
+                part = read_checkpoint(results_dir, rid, name) if reuse else None
+                if part is not None:
+                    log.info("%s: %s was finished by an earlier or parallel process (checkpoint)", rid, name)
+                elif reuse and finished():  # another process finished the run and cleaned up
+                    return None
+                else:
+                    part = compute(name)
+                    computed.add(name)
+                parts[name] = part
+    return parts, computed, waited
+
+
 def run(cfg: DictConfig) -> Path:
     """Execute one job; returns the path of its result file (existing one when skipped)."""
     timings: dict[str, float] = {}
@@ -128,6 +165,7 @@ def run(cfg: DictConfig) -> Path:
     result_path, records_path = run_paths(results_dir, rid)
     if result_path.exists() and not cfg.force and _finished(result_path, records_path, rid):
         log.info("run %s exists (%s): skipped; force=true reruns it", rid, result_path)
+        drop_checkpoints(results_dir, rid)  # left behind if a process was killed between its result and cleanup
         return result_path
     check_writable(results_dir)  # before any work: a read-only results folder must not lose a finished job
 
@@ -155,18 +193,29 @@ def run(cfg: DictConfig) -> Path:
         specs = {s.key: s.to_dict() for s in debiased.specs}
         metrics: dict[str, float] = {k: debiased.info[k] for k in specs if k in debiased.info}
         records, n, info = [], {}, {"method": debiased.info}
-        resumed = {} if cfg.force else read_checkpoints(results_dir, rid, list(benchmarks))
-        if resumed:
-            log.info("%s: resuming; finished before: %s", rid, ", ".join(resumed))
-        for name, bench in benchmarks.items():
-            part = resumed.get(name)
-            if part is None:
-                log.info("%s: running %s", rid, name)
-                with _timed(timings, name):
-                    result = bench.evaluate(debiased.lm_for(bench.name), data)
-                part = {"metrics": result.metrics, "specs": {s.key: s.to_dict() for s in result.specs},
-                        "records": result.records, "n": result.n, "info": result.info, "seconds": timings[name]}
-                write_checkpoint(results_dir, rid, name, part)
+
+        def written() -> bool:  # by a parallel process: it writes the records first, the result last
+            return result_path.exists() and records_path.exists()
+
+        def compute(name: str) -> dict[str, Any]:
+            log.info("%s: running %s", rid, name)
+            with _timed(timings, name):
+                result = benchmarks[name].evaluate(debiased.lm_for(benchmarks[name].name), data)
+            part = {"metrics": result.metrics, "specs": {s.key: s.to_dict() for s in result.specs},
+                    "records": result.records, "n": result.n, "info": result.info, "seconds": timings[name]}
+            write_checkpoint(results_dir, rid, name, part)
+            return part
+
+        collected = collect_parts(list(benchmarks), compute, results_dir, rid, reuse=not cfg.force,
+                                  finished=written)
+        if collected is None:
+            log.info("run %s was finished by another process meanwhile (%s)", rid, result_path)
+            drop_checkpoints(results_dir, rid)
+            return result_path
+        parts, computed, waited = collected
+        resumed = [name for name in benchmarks if name not in computed]
+        for name in benchmarks:
+            part = parts[name]
             timings[name] = part["seconds"]
             metrics.update(part["metrics"])
             specs.update(part["specs"])
@@ -174,15 +223,20 @@ def run(cfg: DictConfig) -> Path:
             n[name] = part["n"]
             info[name] = part["info"]
             tracker.log(part["metrics"])
-        # this process's wall time plus what the resumed benchmarks took when they ran
-        timings["total"] = round(time.perf_counter() - start + sum(p["seconds"] for p in resumed.values()), 3)
+        # the job's compute time: this process's wall time less its waits, plus what the benchmarks it
+        # read from checkpoints took when they ran
+        timings["total"] = round(time.perf_counter() - start - waited
+                                 + sum(parts[name]["seconds"] for name in resumed), 3)
         doc = new_document(
             rid, model={"name": model_cfg.name, "identity": identity},
             method={"name": method.name, "bias_type": bias_type},
             suite=cfg.get("suite_name"), seed=cfg.seed,
             seeds={"run": cfg.seed, **{f"benchmarks.{k}": getattr(b, "seed", None) for k, b in benchmarks.items()}},
             config=resolved, numbers_config=numbers, versions=versions(code), data=data.checksums(),
-            metrics=metrics, metric_specs=specs, n=n, timings=timings, info=info, resumed=list(resumed))
+            metrics=metrics, metric_specs=specs, n=n, timings=timings, info=info, resumed=resumed)
+        if written() and not cfg.force:  # a parallel process got there first, from the same parts
+            log.info("run %s was written by another process (%s)", rid, result_path)
+            return result_path
         try:
             path = write_result(results_dir, doc, records)
         except OSError as exc:

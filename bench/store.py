@@ -1,16 +1,18 @@
 """Result files: one JSON document per run at ``<results_dir>/runs/<run_id>.json``
 plus its per-example records at ``<results_dir>/records/<run_id>.jsonl``.
 
-The records file is written first and the result file last, each atomically: a
-result file that exists is complete and its records are there.  While a run is under way, each
-finished benchmark is checkpointed at ``<results_dir>/partial/<run_id>/<benchmark>.json``, so an
-interrupted job resumes at the first unfinished benchmark; the folder goes once the result is written.  ``run_id`` hashes
-everything that can change a number (model identity and settings, method config,
-benchmark configs, seed, code version), never paths, loggers or batch sizes.
+The records file is written first and the result file last, each atomically: a result file that
+exists is complete and its records are there.  While a run is under way, each finished benchmark is
+checkpointed at ``<results_dir>/partial/<run_id>/<benchmark>.json``, so an interrupted job resumes at
+the first unfinished benchmark, and processes started with the same job share its benchmarks (each
+claims one nobody holds, see ``claim``); the folder goes once the result is written.  ``run_id``
+hashes everything that can change a number (model identity and settings, method config, benchmark
+configs, seed, code version), never paths, loggers or batch sizes.
 """
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import logging
@@ -18,8 +20,9 @@ import shutil
 import platform
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from bench import __version__
 from bench.errors import TaxbenchError
@@ -131,23 +134,42 @@ def write_checkpoint(results_dir: Path, rid: str, benchmark: str, part: dict[str
                       {"run_id": rid, "benchmark": benchmark, **part})
 
 
-def read_checkpoints(results_dir: Path, rid: str, benchmarks: list[str]) -> dict[str, dict[str, Any]]:
-    """The finished benchmarks of an interrupted run ``rid``, by name; a checkpoint that does not read
-    (or names another run or benchmark) is skipped with a warning, and its benchmark runs again."""
-    found: dict[str, dict[str, Any]] = {}
-    for name in benchmarks:
-        path = checkpoint_dir(results_dir, rid) / f"{name}.json"
-        if not path.exists():
-            continue
+def read_checkpoint(results_dir: Path, rid: str, name: str) -> dict[str, Any] | None:
+    """Benchmark ``name`` of run ``rid`` as an earlier or a parallel process finished it, or None; a
+    checkpoint that does not read (or names another run or benchmark) is skipped with a warning, and
+    its benchmark runs again."""
+    path = checkpoint_dir(results_dir, rid) / f"{name}.json"
+    if not path.exists():
+        return None
+    try:
+        part = json.loads(path.read_text())
+        if part.get("run_id") != rid or part.get("benchmark") != name:
+            raise ValueError(f"it holds run {part.get('run_id')} benchmark {part.get('benchmark')}")
+    except (OSError, ValueError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+        log.warning("checkpoint %s does not read (%s): rerunning %s", path, exc, name)
+        return None
+    return part
+
+
+@contextmanager
+def claim(results_dir: Path, rid: str, name: str, wait: bool) -> Iterator[bool]:
+    """Hold benchmark ``name`` of run ``rid`` while this process computes it: yields True with the
+    claim, False (only when ``wait`` is false) if another process holds it.  The claim is an advisory
+    ``flock`` on ``<benchmark>.lock`` beside the checkpoints; the operating system releases it when its
+    process ends, so a killed process never blocks a rerun.  POSIX filesystems (local, or NFS with
+    working locks)."""
+    path = checkpoint_dir(results_dir, rid) / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
         try:
-            part = json.loads(path.read_text())
-            if part.get("run_id") != rid or part.get("benchmark") != name:
-                raise ValueError(f"it holds run {part.get('run_id')} benchmark {part.get('benchmark')}")
-        except (OSError, ValueError, AttributeError) as exc:  # JSONDecodeError is a ValueError
-            log.warning("checkpoint %s does not read (%s): rerunning %s", path, exc, name)
-            continue
-        found[name] = part
-    return found
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def drop_checkpoints(results_dir: Path, rid: str) -> None:

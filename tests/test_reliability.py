@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from bench.config import CONF_DIR
-from bench.run import build_benchmarks, run
-from bench.store import checkpoint_dir
+from bench.run import build_benchmarks, collect_parts, run
+from bench.store import checkpoint_dir, write_checkpoint
 
 SWEEP = ["-m", "model=tiny-random", "suite=smoke", "only=[stereoset,crows_pairs,truthfulqa]", "seed=0,1,2",
          "logger=none"]
@@ -158,3 +159,66 @@ def test_job_that_dies_mid_suite_resumes_at_its_first_unfinished_benchmark(tmp_p
     assert resumed["run_id"] == clean["run_id"] and resumed["metrics"] == clean["metrics"]
     assert (results / "records" / f"{clean['run_id']}.jsonl").read_bytes() == clean_records
     assert not (results / "partial").exists()  # the result file holds everything the checkpoints held
+
+
+def _worker(results: Path, names: list[str], compute, outcome: dict, tag: str) -> None:
+    """One process of a job (a thread here: ``flock`` treats each ``open`` as its own claimant, as it
+    treats two processes)."""
+    try:
+        outcome[tag] = collect_parts(names, compute, results, "rid0", reuse=True, finished=lambda: False)
+    except Exception as exc:  # noqa: BLE001 - the test reads it
+        outcome[tag] = exc
+
+
+def test_two_processes_started_with_one_job_split_its_benchmarks(tmp_path):
+    """Each takes a benchmark nobody holds, then waits for the other's and reads its checkpoint: every
+    benchmark is computed once, and both end with the same parts."""
+    names = ["stereoset", "crows_pairs", "truthfulqa", "knowledge", "toxicity"]
+    both_busy, calls, outcome = threading.Barrier(2, timeout=60), [], {}
+
+    def compute_as(tag):
+        def compute(name):
+            calls.append((tag, name))
+            if len([c for c in calls if c[0] == tag]) == 1:
+                both_busy.wait()  # each holds its first claim while the other takes its own
+            part = {"metrics": {f"{name}/x": len(name)}, "seconds": 1.0}
+            write_checkpoint(tmp_path, "rid0", name, part)
+            return part
+        return compute
+
+    threads = [threading.Thread(target=_worker, args=(tmp_path, names, compute_as(t), outcome, t)) for t in "AB"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    (parts_a, computed_a, _), (parts_b, computed_b, _) = outcome["A"], outcome["B"]
+    assert sorted(name for _, name in calls) == sorted(names)  # none twice
+    assert computed_a and computed_b and not computed_a & computed_b and computed_a | computed_b == set(names)
+    assert {k: v["metrics"] for k, v in parts_a.items()} == {k: v["metrics"] for k, v in parts_b.items()} \
+        == {name: {f"{name}/x": len(name)} for name in names}
+
+
+def test_a_benchmark_whose_holder_dies_is_computed_by_the_process_waiting_for_it(tmp_path):
+    names = ["stereoset", "crows_pairs"]
+    holding, release, outcome = threading.Event(), threading.Event(), {}
+
+    def dies(name):
+        holding.set()
+        release.wait(60)
+        raise RuntimeError("killed")
+
+    def works(name):
+        if name == "crows_pairs":
+            release.set()  # B has passed A's claim on stereoset and will wait for it; A dies now
+        part = {"metrics": {name: 1.0}, "seconds": 1.0}
+        write_checkpoint(tmp_path, "rid0", name, part)
+        return part
+
+    a = threading.Thread(target=_worker, args=(tmp_path, names[:1], dies, outcome, "A"))
+    a.start()
+    assert holding.wait(60)
+    _worker(tmp_path, names, works, outcome, "B")
+    a.join(60)
+    assert isinstance(outcome["A"], RuntimeError)
+    parts, computed, _ = outcome["B"]
+    assert computed == set(names) and sorted(parts) == sorted(names)
