@@ -70,6 +70,7 @@ def test_macro_averaged_metrics_are_headline_metrics():
     run = Run(Path("r.json"), {"metrics": {"stereoset/ss": 60.0, "stereoset/ss_gender": 61.0}},
               {s.key: s for s in (ss, ss_gender)})
     assert [s.key for s in P.headline_specs(run)] == ["stereoset/ss"]  # the per-domain breakdown is left out
+    assert [s.key for s in P.headline_specs(run, with_breakdowns=True)] == ["stereoset/ss", "stereoset/ss_gender"]
     assert 0 < P.paired_half_width(ss, group_by_id(recs), n_boot=400) < 100
 
 
@@ -77,4 +78,7 @@ def test_cli_errors_are_one_line(capsys):
     assert P.main(["--results", str(FIXTURES), "--run", "nope"]) == 2
     assert "--run nope: no such result file" in capsys.readouterr().err
     assert P.main(["--results", str(FIXTURES), "--n-boot", "50"]) == 0
-    assert "stereoset/ss" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stereoset/ss" in out and "stereoset/ss_gender" not in out
+    assert P.main(["--results", str(FIXTURES), "--n-boot", "50", "--breakdowns"]) == 0
+    assert "| stereoset/ss_gender | 40 |" in capsys.readouterr().out  # n0: the benchmark's ids

@@ -1,6 +1,6 @@
 """Power analysis of a leaderboard delta from one baseline run's per-example records.
 
-    python -m bench.report.power --results results/published [--run <run_id>] [--n 1000] [--n-boot 2000]
+    python -m bench.report.power --results results/published [--run <run_id>] [--n 1000] [--n-boot 2000] [--breakdowns]
 
 For each headline metric (a whole-benchmark metric the bootstrap can recompute: aggregate in
 ``ADDITIVE``, ``GROUPED`` (StereoSet's per-term macro-averages) or ``BY_RECORDS``, not a per-subset breakdown) it prints
@@ -111,11 +111,12 @@ def paired_half_width(spec: MetricSpec, groups: dict[str, list[dict]], n_boot: i
     return difference_half_width(*two_resamples(spec, groups, n_boot, seed), rho)
 
 
-def headline_specs(run: Run) -> list[MetricSpec]:
-    """The run's whole-benchmark metrics with a value that the bootstrap can recompute, in column order."""
+def headline_specs(run: Run, with_breakdowns: bool = False) -> list[MetricSpec]:
+    """The run's whole-benchmark metrics with a value that the bootstrap can recompute, in column order;
+    ``with_breakdowns``: also their per-subset metrics (BBQ per category, BOLD per group, ...)."""
     specs = [s for k, s in run.specs.items() if isinstance(run.metrics.get(k), (int, float)) and s.group in GROUPS
              and (s.aggregate in ADDITIVE or s.aggregate in GROUPED or s.aggregate in BY_RECORDS)]
-    parents = breakdowns(specs)
+    parents = {} if with_breakdowns else breakdowns(specs)
     return sorted((s for s in specs if s.key not in parents), key=lambda s: GROUPS.index(s.group))
 
 
@@ -133,11 +134,12 @@ def observed_half_width(spec: MetricSpec, base: Run, others: Sequence[Run], n_bo
     return (float(np.median(widths)), len(widths)) if widths else (math.nan, 0)
 
 
-def analyse(run: Run, n_boot: int = 2000, seed: int = 0, rho: float = 0.0, others: Sequence[Run] = ()
-            ) -> list[Power]:
-    """Power of every headline metric of ``run``; ``others``: method runs paired with it (observed widths)."""
+def analyse(run: Run, n_boot: int = 2000, seed: int = 0, rho: float = 0.0, others: Sequence[Run] = (),
+            with_breakdowns: bool = False) -> list[Power]:
+    """Power of every headline metric of ``run`` (``with_breakdowns``: and of every per-subset metric);
+    ``others``: method runs paired with it (observed widths)."""
     out = []
-    for spec in headline_specs(run):
+    for spec in headline_specs(run, with_breakdowns):
         groups = run.groups(spec)
         if not groups:
             continue
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--rho", type=float, default=0.0, help="assumed correlation of the paired runs (0: independent)")
+    parser.add_argument("--breakdowns", action="store_true",
+                        help="also every per-subset metric (per category, group, axis, type); its n0 is the benchmark's ids")
     args = parser.parse_args(argv)
     try:
         if not 0 <= args.rho < 1:
@@ -202,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.n is not None and args.n < 1:
             raise TaxbenchError(f"--n {args.n}: must be a positive number of examples")
         run = pick_run(args.results, args.run)
-        powers = analyse(run, args.n_boot, args.seed, args.rho, paired_runs(args.results, run))
+        powers = analyse(run, args.n_boot, args.seed, args.rho, paired_runs(args.results, run), args.breakdowns)
     except TaxbenchError as exc:
         print(f"power: error: {exc}", file=sys.stderr)
         return 2
