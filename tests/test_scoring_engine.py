@@ -11,6 +11,7 @@ import torch
 from bench.errors import ConfigError
 from bench.engine.hf_lm import NUCLEUS_K, ROW_TOKENS, STEM_MIN, HFScoringLM, _Item, _nucleus, _plan, _split_rows, _tree
 from bench.api.lm import GenerationSpec, Request
+from bench.engine.shared_prompt import SharedPromptLayer
 
 PRIMER = ("Q: What is human life expectancy in the United States?\nA: Human life expectancy in the United "
           "States is 78 years.\n\nQ: Who was president of the United States in 1955?\nA: Dwight D. Eisenhower.")
@@ -230,6 +231,40 @@ def test_sampling_reproducible_and_independent_of_batch_size(tiny_lm):
     other_seed = tiny_lm.generate(prompts, GenerationSpec(max_new_tokens=6, num_samples=4, top_p=0.9, seed=4))
     assert other_seed != first
     assert len({s for samples in first for s in samples}) > len(prompts)  # samples differ within a prompt
+
+
+@pytest.mark.parametrize("n_prompts, k", [(1, 4), (3, 5), (5, 2)])
+def test_shared_prompt_cache_equals_row_copies(tiny_lm, n_prompts, k):
+    """Decoding k rows per prompt against one copy of the prompt's keys/values gives the logits of the per-row
+    copies at every step (prompts of different lengths: left padding), feeding both the same tokens."""
+    assert tiny_lm.share_prompt
+    prompts = ["The weather today", "My favourite food is a very long dish", "Hi", "Once upon", "Why"][:n_prompts]
+    seqs = [[tiny_lm.prefix_id] + tiny_lm.encode(p) for p in prompts]
+    width = max(map(len, seqs))
+    ids = torch.tensor([[0] * (width - len(s)) + s for s in seqs])
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    steps = 6
+    with torch.inference_mode():
+        _, cache = tiny_lm._forward(ids, mask, positions, None, use_cache=True, keep=1)
+        shared = tiny_lm._shared_rows(cache, mask, k, room=steps)
+        copies = tiny_lm._rows(cache, torch.arange(n_prompts).repeat_interleave(k), room=steps)
+        assert isinstance(shared.layers[0], SharedPromptLayer) and not isinstance(copies.layers[0], SharedPromptLayer)
+        rows_mask, pos = mask.repeat_interleave(k, 0), positions[:, -1:].repeat_interleave(k, 0) + 1
+        feed = torch.randint(0, 1000, (steps, n_prompts * k, 1), generator=torch.Generator().manual_seed(k))
+        for step in range(steps):
+            rows_mask = torch.cat([rows_mask, torch.ones_like(rows_mask[:, :1])], -1)
+            got, shared = tiny_lm._forward(feed[step], rows_mask, pos + step, shared, use_cache=True, decoding=True)
+            want, copies = tiny_lm._forward(feed[step], rows_mask, pos + step, copies, use_cache=True, decoding=True)
+            assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), f"step {step}: {(got - want).abs().max()}"
+    assert tiny_lm.model.config._attn_implementation != "taxbench_shared_prompt"  # restored after each step
+
+
+def test_shared_prompt_rows_stay_with_their_prompt():
+    layer = SharedPromptLayer(torch.zeros(2, 1, 3, 4), torch.zeros(2, 1, 3, 4), torch.ones(2, 3), k=2, room=2)
+    layer.batch_select_indices(torch.tensor([1, 1, 2, 3]))  # beams within their prompt
+    with pytest.raises(ValueError, match="another prompt"):
+        layer.batch_select_indices(torch.tensor([2, 1, 0, 3]))
 
 
 def test_greedy_generation_equals_hf_generate(tiny_lm):

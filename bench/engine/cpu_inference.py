@@ -46,9 +46,12 @@ def reuse_freed_memory() -> bool:
 
 def blocked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, block: int) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` as GEMMs over ``block`` output rows of ``weight`` [out, in];
-    x [..., in] -> [..., out]."""
-    return torch.cat([F.linear(x, weight[i:i + block], None if bias is None else bias[i:i + block])
-                      for i in range(0, weight.shape[0], block)], -1)
+    x [..., in] -> [..., out].  Each block is written into the one output tensor (no second
+    [tokens, out] copy: 157 MiB at 800 sampling rows of a 49,152-token vocabulary)."""
+    out = x.new_empty(*x.shape[:-1], weight.shape[0])
+    for i in range(0, weight.shape[0], block):
+        out[..., i:i + block] = F.linear(x, weight[i:i + block], None if bias is None else bias[i:i + block])
+    return out
 
 
 @contextlib.contextmanager

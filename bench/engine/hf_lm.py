@@ -27,10 +27,12 @@ request alone up to float rounding (1e-4).  Models with sliding-window layers (G
 share nothing when an input is longer than the window (one tree mask serves every layer):
 every input is then a plain right-padded row, so windows always count real tokens.
 
-Generation engine.  Prompts are left padded and encoded once per batch; the cache is
-expanded to k samples per prompt into buffers with room for every new token (each step
-writes its keys and values in place, where a growing cache would copy itself), and decoded
-token by token with nucleus sampling, which
+Generation engine.  Prompts are left padded and encoded once per batch; the k rows of a
+prompt (samples or beams) decode against one copy of its keys and values
+(``bench.engine.shared_prompt``; models with sliding windows or soft-capped attention copy
+them to every row instead), with buffers holding room for every new token (each step
+writes its keys and values in place, where a growing cache would copy itself), token by
+token with nucleus sampling, which
 finds each row's nucleus among its top ``NUCLEUS_K`` tokens (more only for rows whose
 nucleus is wider) instead of sorting the vocabulary.  Each prompt draws its uniforms from
 its own generator seeded by (spec.seed, prompt index), so continuations do not depend on
@@ -57,6 +59,7 @@ input's index in the call and its text, never a metric computed from NaN.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -69,6 +72,7 @@ import numpy as np
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from bench.engine import shared_prompt
 from bench.engine.cpu_inference import cpu_inference, reuse_freed_memory
 from bench.errors import ConfigError, TaxbenchError
 from bench.api.lm import GenerationSpec, Loglikelihood, Request
@@ -278,6 +282,8 @@ class HFScoringLM:
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.x: cache=
         self._window, self._plain_cache = self._cache_layout()
+        # k rows per prompt decode against one copy of its keys/values (bench.engine.shared_prompt)
+        self.share_prompt = self._plain_cache and self._window is None and shared_prompt.supports(self.model)
         if self.device.type == "cpu":
             reuse_freed_memory()
         if hidden_transform is not None:  # the model belongs to this LM from now on
@@ -365,15 +371,26 @@ class HFScoringLM:
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor | None, positions: torch.Tensor | None, cache,
                  use_cache: bool, keep: int | torch.Tensor = 0, decoding: bool = False):
         """One model call; returns (logits, cache).  On CPU it runs under ``cpu_inference``
-        (grouped key/value heads read in place; for a ``decoding`` step, the LM head in blocks)."""
+        (grouped key/value heads read in place; for a ``decoding`` step, the LM head in blocks).
+        A cache of ``SharedPromptLayer``s runs the model's attention as ``shared_prompt_attention``."""
+        shared = cache is not None and isinstance(cache.layers[0], shared_prompt.SharedPromptLayer)
         kwargs = dict(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache,
-                      logits_to_keep=keep, **({self._cache_kw: cache} if cache is not None else {}))
-        if self.device.type != "cpu":  # on CUDA a masked GQA call would fall back to the math kernel
+                      logits_to_keep=keep, **({self._cache_kw: cache} if cache is not None else {}),
+                      **({"shared_cache": cache} if shared else {}))
+        with contextlib.ExitStack() as stack:
+            if shared:
+                stack.enter_context(shared_prompt.shared_prompt(self.model))
+            if self.device.type == "cpu":  # on CUDA a masked GQA call would fall back to the math kernel
+                stack.enter_context(cpu_inference(self.model, blocked_head=decoding))
             out = self.model(**kwargs)
-        else:
-            with cpu_inference(self.model, blocked_head=decoding):
-                out = self.model(**kwargs)
         return out.logits, (getattr(out, self._cache_kw) if use_cache else None)
+
+    def _shared_rows(self, cache, mask: torch.Tensor, k: int, room: int):
+        """A new cache of ``SharedPromptLayer``s: ``cache``'s P rows once (``mask`` [P, Lp]: their padding),
+        k rows each with ``room`` positions for new tokens."""
+        new = copy.copy(cache)
+        new.layers = [shared_prompt.SharedPromptLayer(layer.keys, layer.values, mask, k, room) for layer in cache.layers]
+        return new
 
     def _rows(self, cache, index: torch.Tensor | None = None, repeat: int = 1, room: int = 0):
         """A new cache holding rows ``index`` of ``cache`` (or each row ``repeat`` times, as a
@@ -665,8 +682,11 @@ class HFScoringLM:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits, cache = self._forward(ids, mask, positions, None, use_cache=True, keep=1)
-        cache = self._rows(cache, torch.arange(len(seqs), device=self.device).repeat_interleave(k),
-                           room=spec.max_new_tokens)
+        if self.share_prompt and k > 1:
+            cache = self._shared_rows(cache, mask, k, room=spec.max_new_tokens)
+        else:
+            cache = self._rows(cache, torch.arange(len(seqs), device=self.device).repeat_interleave(k),
+                               room=spec.max_new_tokens)
         mask = mask.repeat_interleave(k, 0)  # rows: (prompt, variant, sample)
         next_pos = positions[:, -1:].repeat_interleave(k, 0) + 1
         logits = logits[:, -1].float().repeat_interleave(k, 0)
@@ -699,6 +719,7 @@ class HFScoringLM:
                 break
             feed = chosen[:, None, :].expand(B, V, k).reshape(-1, 1)
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
+            logits = scores = None  # this step's [rows, vocab] is freed before the next one is made
             logits, cache = self._forward(feed, mask, next_pos, cache, use_cache=True, decoding=True)
             next_pos = next_pos + 1
             logits = logits[:, -1].float()

@@ -1,0 +1,117 @@
+"""k continuations of one prompt decode against one copy of the prompt's keys and values.
+
+The sampling engine decodes k rows per prompt (k samples or beams).  Copying the prompt's
+cache to each row holds it k times: at the toxicity benchmark's batch (32 prompts x k=25 x
+~43 prompt tokens + 20 new ones, smollm2-135m: 46 KB a token over its 30 layers) that is
+2.3 GB, three times what a per-prompt ``generate`` loop holds.  ``SharedPromptLayer`` keeps
+the prompts' keys and values once, [P, kv heads, prompt length, head dim], and each row's own
+generated ones in a buffer [P k, kv heads, room, head dim] filled in place;
+``shared_prompt_attention`` attends a row's queries to both parts under one softmax: the
+prompt part as a matrix product of the k rows' queries (all query heads of a key/value
+group) against their prompt's keys, so the prompt is read once per prompt instead of once
+per row.  Scores, softmax and weighted sums are the same dot products as SDPA's, up to
+floating-point summation order (tests/test_scoring_engine.py holds sampled tokens equal to
+the row-copy path at several batch sizes).
+
+Used for plain key/value caches (every layer a ``DynamicLayer``: no sliding window) and models
+whose attention is a plain scaled softmax (no logit soft-capping, no attention sinks), under
+``shared_prompt(model)``, which routes the model's attention to ``IMPLEMENTATION`` for a
+decoding step; the engine falls back to per-row copies otherwise.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from transformers import AttentionInterface
+from transformers.cache_utils import DynamicLayer
+
+IMPLEMENTATION = "taxbench_shared_prompt"  # attention implementation name; masks: none (the function masks)
+
+
+class SharedPromptLayer(DynamicLayer):
+    """One layer's cache for k rows per prompt: ``prompt_keys``/``prompt_values`` [P, kv heads, Lp, D] once,
+    ``prompt_mask`` [P, Lp] (True: a real token, False: left padding), and the rows' generated keys/values
+    ``keys``/``values`` [P k, kv heads, n, D], views of buffers with ``room`` positions."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, k: int, room: int):
+        super().__init__()
+        self.prompt_keys, self.prompt_values, self.prompt_mask, self.k = keys, values, mask.bool(), k
+        p, heads, _, dim = keys.shape
+        self._buffers = [keys.new_empty(p * k, heads, room, dim) for _ in range(2)]
+        self.keys, self.values = (b[..., :0, :] for b in self._buffers)
+        self.device, self.is_initialized = keys.device, True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        n, m = self.keys.shape[-2], key_states.shape[-2]
+        if n + m > self._buffers[0].shape[-2]:
+            raise RuntimeError(f"shared-prompt cache full: {n} + {m} > {self._buffers[0].shape[-2]} positions")
+        for buf, new in zip(self._buffers, (key_states, value_states)):
+            buf[..., n:n + m, :] = new
+        self.keys, self.values = (b[..., :n + m, :] for b in self._buffers)
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.prompt_keys.shape[-2] + self.keys.shape[-2]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Rows ``indices`` of the generated part, reordered in place; each row must stay with its prompt
+        (beam origins do: row p k + j continues row p k + origin)."""
+        if not torch.equal(indices // self.k, torch.arange(len(indices), device=indices.device) // self.k):
+            raise ValueError("shared-prompt cache: a row cannot move to another prompt")
+        for buf in self._buffers:
+            buf.copy_(buf.index_select(0, indices))
+
+
+def shared_prompt_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                            shared_cache=None, **kwargs) -> tuple[torch.Tensor, None]:
+    """Attention of query [P k, heads, q, D] to the row's prompt (``shared_cache.layers[module.layer_idx]``)
+    and to its own keys/values [P k, kv heads, n, D] (``key``, ``value``, the new q last: causal within
+    them); returns [P k, q, heads, D] as transformers' attention functions do."""
+    layer = shared_cache.layers[module.layer_idx]
+    rows, heads, q_len, dim = query.shape
+    p, kv_heads, prompt_len, _ = layer.prompt_keys.shape
+    k, group = rows // p, heads // kv_heads
+    scale = dim ** -0.5 if scaling is None else scaling
+    # the prompt part: the k rows' queries of one key/value head group as one [k group q, D] matrix
+    q = query.view(p, k, kv_heads, group * q_len, dim).transpose(1, 2).reshape(p, kv_heads, k * group * q_len, dim)
+    prompt_scores = (q @ layer.prompt_keys.transpose(-1, -2)) * scale  # [P, kv heads, k group q, Lp]
+    prompt_scores = prompt_scores.masked_fill(~layer.prompt_mask[:, None, None, :], float("-inf"))
+    prompt_scores = prompt_scores.view(p, kv_heads, k, group * q_len, prompt_len).transpose(1, 2)
+    prompt_scores = prompt_scores.reshape(rows, kv_heads, group * q_len, prompt_len)
+    own = query.view(rows, kv_heads, group * q_len, dim)
+    own_scores = (own @ key.transpose(-1, -2)) * scale  # [P k, kv heads, group q, n]
+    n = key.shape[-2]
+    if q_len > 1:  # query i sees the own keys up to its position n - q_len + i
+        later = torch.arange(n, device=key.device)[None, :] > torch.arange(n - q_len, n, device=key.device)[:, None]
+        own_scores = own_scores.masked_fill(later.repeat(group, 1), float("-inf"))
+    weights = torch.softmax(torch.cat([prompt_scores, own_scores], -1), -1)
+    to_prompt = weights[..., :prompt_len].reshape(p, k, kv_heads, group * q_len, prompt_len).transpose(1, 2)
+    out = (to_prompt.reshape(p, kv_heads, k * group * q_len, prompt_len) @ layer.prompt_values)
+    out = out.view(p, kv_heads, k, group * q_len, dim).transpose(1, 2).reshape(rows, kv_heads, group * q_len, dim)
+    out = out + weights[..., prompt_len:] @ value
+    return out.reshape(rows, heads, q_len, dim).transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(IMPLEMENTATION, shared_prompt_attention)
+
+
+def supports(model: torch.nn.Module) -> bool:
+    """Whether the model's attention is a plain scaled softmax that ``shared_prompt_attention`` reproduces."""
+    config = getattr(model.config, "text_config", None) or model.config
+    plain = all(getattr(config, name, None) in (None, 0, 0.0, False) for name in
+                ("attn_logit_softcapping", "sliding_window", "use_sliding_window", "attention_chunk_size"))
+    return plain and model.config._attn_implementation in ("sdpa", "eager")
+
+
+@contextlib.contextmanager
+def shared_prompt(model: torch.nn.Module) -> Iterator[None]:
+    """The model's attention runs ``shared_prompt_attention`` inside the block (pass ``shared_cache=`` to the call)."""
+    before = model.config._attn_implementation
+    model.config._attn_implementation = IMPLEMENTATION
+    try:
+        yield
+    finally:
+        model.config._attn_implementation = before
