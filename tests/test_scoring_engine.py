@@ -267,6 +267,22 @@ def test_shared_prompt_rows_stay_with_their_prompt():
         layer.batch_select_indices(torch.tensor([2, 1, 0, 3]))
 
 
+def test_sampling_batches_hold_at_most_decode_rows(tiny_lm, monkeypatch):
+    import bench.engine.hf_lm as hf_lm
+
+    prompts = ["The weather today", "My favourite food is", "Once upon a time", "Hello", "Why"]
+    spec = GenerationSpec(max_new_tokens=4, num_samples=4, top_p=0.9, seed=1)
+    tiny_lm.batch_size = 16
+    whole = tiny_lm.generate(prompts, spec)
+    sizes = []
+    plain = HFScoringLM._sample_batch
+    monkeypatch.setattr(HFScoringLM, "_sample_batch",
+                        lambda self, batch, *a, **kw: sizes.append(len(batch)) or plain(self, batch, *a, **kw))
+    monkeypatch.setattr(hf_lm, "DECODE_ROWS", 9)  # 2 prompts x k=4 rows
+    assert tiny_lm.generate(prompts, spec) == whole
+    assert sizes == [2, 2, 1]
+
+
 def test_greedy_generation_equals_hf_generate(tiny_lm):
     prompts = ["The weather today", "My favourite food is a very long", "Hi"]
     spec = GenerationSpec(max_new_tokens=7, num_samples=1, do_sample=False)
