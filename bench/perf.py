@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import gc
 import logging
 import math
@@ -281,7 +282,10 @@ def bias_bench_stereoset(lm: HFScoringLM) -> Callable[[list[stereoset.Example]],
 # ------------------------------------------------------------------------- measuring
 class PeakMemory:
     """Peak resident memory (MiB) of a block: VmHWM after resetting it (Linux), else
-    getrusage's lifetime peak; on CUDA also ``torch.cuda.max_memory_allocated``."""
+    getrusage's lifetime peak; on CUDA also ``torch.cuda.max_memory_allocated``.  Before the
+    reset, glibc's ``malloc_trim`` hands freed heap back to the system: the engine keeps freed
+    memory in the heap (``reuse_freed_memory``), and without the trim every block after the
+    first would read the heap an earlier block left, not its own peak."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -289,6 +293,10 @@ class PeakMemory:
 
     def __enter__(self) -> "PeakMemory":
         gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc
+            pass
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
