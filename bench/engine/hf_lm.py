@@ -93,9 +93,10 @@ ROW_TOKENS = 128  # tokens a row's prefix tree may hold (a longer input runs alo
 LOGIT_BUDGET = 1 << 27  # logit values (512 MiB in fp32) one scoring forward pass may return
 PASS_COST = 32  # padded tokens a CPU forward pass is worth (per-pass overhead, when chunking by length)
 PASS_COST_ACCELERATOR = 4096  # the same on GPU, where padding is nearly free and passes are not
-# (prompt, variant, sample) rows decoded at once, whatever model.batch_size: past ~300 rows a step is no faster per row
-# (smollm2-135m, 2-core CPU: 32 prompts x k=25 in batches of 8/12/16/32 prompts took 23.2/20.0/18.9/17.9 s, within
-# run-to-run noise of +-20 %) while the rows' keys/values and [rows, vocab] logits grow (peak RSS 1.31/1.37/1.55/2.14 GB)
+# (prompt, variant, sample) rows decoded at once, whatever model.batch_size: past ~300 rows a step is no faster
+# per row (smollm2-135m, 2-core CPU: 32 prompts x k=25 in batches of 8/12/16/32 prompts took 23.2/20.0/18.9/17.9 s,
+# within run-to-run noise of +-20 %) while the rows' keys/values and [rows, vocab] logits grow (peak RSS
+# 1,310/1,374/1,547/2,136 MiB)
 DECODE_ROWS = 320
 NUCLEUS_K = 256  # candidates first searched for a row's top-p nucleus (x16 for rows it does not cover)
 
