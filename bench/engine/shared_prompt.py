@@ -87,7 +87,8 @@ def shared_prompt_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     if q_len > 1:  # query i sees the own keys up to its position n - q_len + i
         later = torch.arange(n, device=key.device)[None, :] > torch.arange(n - q_len, n, device=key.device)[:, None]
         own_scores = own_scores.masked_fill(later.repeat(group, 1), float("-inf"))
-    weights = torch.softmax(torch.cat([prompt_scores, own_scores], -1), -1)
+    # in float32 for half-precision models, as transformers' eager attention
+    weights = torch.softmax(torch.cat([prompt_scores, own_scores], -1), -1, dtype=torch.float32).to(query.dtype)
     to_prompt = weights[..., :prompt_len].reshape(p, k, kv_heads, group * q_len, prompt_len).transpose(1, 2)
     out = (to_prompt.reshape(p, kv_heads, k * group * q_len, prompt_len) @ layer.prompt_values)
     out = out.view(p, kv_heads, k, group * q_len, dim).transpose(1, 2).reshape(rows, kv_heads, group * q_len, dim)
