@@ -51,6 +51,11 @@ class GenerationSpec:
     temperature: float = 1.0  # softmax temperature when sampling
     seed: int = 0  # sampling seed; the same seed gives the same continuations
 
+    @property
+    def rows_per_prompt(self) -> int:
+        """Sequences decoded per prompt: the beams in beam search, else the samples."""
+        return self.num_beams if self.num_beams > 1 else self.num_samples
+
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0:
             raise ValueError(f"generation max_new_tokens must be > 0, got {self.max_new_tokens}")

@@ -74,6 +74,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from bench.engine import shared_prompt
+from bench.engine.cache_layers import PreallocatedLayer
 from bench.engine.cpu_inference import cpu_inference, reuse_freed_memory
 from bench.errors import ConfigError, TaxbenchError
 from bench.api.lm import GenerationSpec, Loglikelihood, Request
@@ -157,36 +158,6 @@ class _Tree:
     def chain(self) -> bool:
         """Whether the tree is one sequence (plain causal attention, no tree mask needed)."""
         return all(p == v - 1 for v, p in enumerate(self.parents))
-
-
-class _Preallocated(DynamicLayer):
-    """A growing cache layer whose keys and values [B, heads, T, head dim] are views of
-    buffers with ``room`` more positions: ``update`` writes in place instead of concatenating."""
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int):
-        super().__init__()
-        n = keys.shape[-2]
-        self._buffers = []
-        for t in (keys, values):
-            buf = t.new_empty(*t.shape[:-2], n + room, t.shape[-1])
-            buf[..., :n, :] = t
-            self._buffers.append(buf)
-        self.keys, self.values = (b[..., :n, :] for b in self._buffers)
-        self.device, self.is_initialized = keys.device, True
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        n, m = self.keys.shape[-2], key_states.shape[-2]
-        if n + m > self._buffers[0].shape[-2]:
-            raise RuntimeError(f"preallocated cache full: {n} + {m} > {self._buffers[0].shape[-2]} positions")
-        for buf, new in zip(self._buffers, (key_states, value_states)):
-            buf[..., n:n + m, :] = new
-        self.keys, self.values = (b[..., :n + m, :] for b in self._buffers)
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Rows ``indices`` (one per row, e.g. beam origins), reordered in place in the buffers."""
-        for buf in self._buffers:
-            buf.copy_(buf.index_select(0, indices))
 
 
 def _common(a: Sequence[int], b: Sequence[int]) -> int:
@@ -395,7 +366,8 @@ class HFScoringLM:
         """A new cache of ``SharedPromptLayer``s: ``cache``'s P rows once (``mask`` [P, Lp]: their padding),
         k rows each with ``room`` positions for new tokens."""
         new = copy.copy(cache)
-        new.layers = [shared_prompt.SharedPromptLayer(layer.keys, layer.values, mask, k, room) for layer in cache.layers]
+        new.layers = [shared_prompt.SharedPromptLayer(layer.keys, layer.values, mask, k, room)
+                      for layer in cache.layers]
         return new
 
     def _rows(self, cache, index: torch.Tensor | None = None, repeat: int = 1, room: int = 0):
@@ -415,7 +387,8 @@ class HFScoringLM:
             layer = copy.copy(layer)
             if getattr(layer, "keys", None) is not None and layer.keys.numel():
                 if room and index is not None and type(layer) is DynamicLayer:  # sliding layers crop: keep
-                    layer = _Preallocated(layer.keys.index_select(0, index), layer.values.index_select(0, index), room)
+                    layer = PreallocatedLayer(layer.keys.index_select(0, index), layer.values.index_select(0, index),
+                                              room)
                 elif index is not None:
                     layer.keys, layer.values = layer.keys.index_select(0, index), layer.values.index_select(0, index)
                 else:
@@ -664,8 +637,7 @@ class HFScoringLM:
         n_var = len(prompt_variants[0]) if prompt_variants else 1
         if any(len(v) != n_var for v in prompt_variants):
             raise ValueError("every prompt needs the same number of variants")
-        k = spec.num_beams if spec.num_beams > 1 else spec.num_samples
-        per_batch = max(1, min(self.batch_size // n_var, DECODE_ROWS // (n_var * k)))
+        per_batch = max(1, min(self.batch_size // n_var, DECODE_ROWS // (n_var * spec.rows_per_prompt)))
         results: list[list[str]] = []
         with progress(total=len(prompt_variants) * spec.num_samples, desc="sampling", unit="cont") as bar:
             for start in range(0, len(prompt_variants), per_batch):
@@ -677,7 +649,7 @@ class HFScoringLM:
 
     def _sample_batch(self, batch, spec: GenerationSpec, combine: Combine, first_index: int) -> list[list[list[int]]]:
         beam = spec.num_beams > 1
-        B, V, k = len(batch), len(batch[0]), spec.num_beams if beam else spec.num_samples  # k rows per (prompt, variant)
+        B, V, k = len(batch), len(batch[0]), spec.rows_per_prompt  # k rows per (prompt, variant)
         budget = self.max_length - spec.max_new_tokens
         seqs = [[self.prefix_id] + self.encode(text)[-(budget - 1):] for variants in batch for text in variants]
         width = max(len(s) for s in seqs)

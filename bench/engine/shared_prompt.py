@@ -5,13 +5,13 @@ cache to each row holds it k times: at the toxicity benchmark's batch (32 prompt
 ~43 prompt tokens + 20 new ones, smollm2-135m: 46 KB a token over its 30 layers) that is
 2.3 GB, three times what a per-prompt ``generate`` loop holds.  ``SharedPromptLayer`` keeps
 the prompts' keys and values once, [P, kv heads, prompt length, head dim], and each row's own
-generated ones in a buffer [P k, kv heads, room, head dim] filled in place;
+generated ones in a ``PreallocatedLayer`` buffer [P k, kv heads, room, head dim];
 ``shared_prompt_attention`` attends a row's queries to both parts under one softmax: the
 prompt part as a matrix product of the k rows' queries (all query heads of a key/value
 group) against their prompt's keys, so the prompt is read once per prompt instead of once
 per row.  Scores, softmax and weighted sums are the same dot products as SDPA's, up to
-floating-point summation order (tests/test_scoring_engine.py holds sampled tokens equal to
-the row-copy path at several batch sizes).
+floating-point summation order (tests/test_scoring_engine.py holds every step's logits equal
+to the row-copy path's, fed the same tokens, for several prompt batches and k).
 
 Used for plain key/value caches (every layer a ``DynamicLayer``: no sliding window) and models
 whose attention is a plain scaled softmax (no logit soft-capping, no attention sinks), under
@@ -25,32 +25,21 @@ from typing import Iterator
 
 import torch
 from transformers import AttentionInterface
-from transformers.cache_utils import DynamicLayer
+
+from bench.engine.cache_layers import PreallocatedLayer
 
 IMPLEMENTATION = "taxbench_shared_prompt"  # attention implementation name; masks: none (the function masks)
 
 
-class SharedPromptLayer(DynamicLayer):
+class SharedPromptLayer(PreallocatedLayer):
     """One layer's cache for k rows per prompt: ``prompt_keys``/``prompt_values`` [P, kv heads, Lp, D] once,
     ``prompt_mask`` [P, Lp] (True: a real token, False: left padding), and the rows' generated keys/values
-    ``keys``/``values`` [P k, kv heads, n, D], views of buffers with ``room`` positions."""
+    ``keys``/``values`` [P k, kv heads, n, D], preallocated with ``room`` positions."""
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, k: int, room: int):
-        super().__init__()
-        self.prompt_keys, self.prompt_values, self.prompt_mask, self.k = keys, values, mask.bool(), k
         p, heads, _, dim = keys.shape
-        self._buffers = [keys.new_empty(p * k, heads, room, dim) for _ in range(2)]
-        self.keys, self.values = (b[..., :0, :] for b in self._buffers)
-        self.device, self.is_initialized = keys.device, True
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        n, m = self.keys.shape[-2], key_states.shape[-2]
-        if n + m > self._buffers[0].shape[-2]:
-            raise RuntimeError(f"shared-prompt cache full: {n} + {m} > {self._buffers[0].shape[-2]} positions")
-        for buf, new in zip(self._buffers, (key_states, value_states)):
-            buf[..., n:n + m, :] = new
-        self.keys, self.values = (b[..., :n + m, :] for b in self._buffers)
-        return self.keys, self.values
+        super().__init__(keys.new_empty(p * k, heads, 0, dim), values.new_empty(p * k, heads, 0, dim), room)
+        self.prompt_keys, self.prompt_values, self.prompt_mask, self.k = keys, values, mask.bool(), k
 
     def get_seq_length(self) -> int:
         return self.prompt_keys.shape[-2] + self.keys.shape[-2]
@@ -60,8 +49,7 @@ class SharedPromptLayer(DynamicLayer):
         (beam origins do: row p k + j continues row p k + origin)."""
         if not torch.equal(indices // self.k, torch.arange(len(indices), device=indices.device) // self.k):
             raise ValueError("shared-prompt cache: a row cannot move to another prompt")
-        for buf in self._buffers:
-            buf.copy_(buf.index_select(0, indices))
+        super().batch_select_indices(indices)
 
 
 def shared_prompt_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
