@@ -1,7 +1,9 @@
 """CPU execution settings: the blocked LM head computes the plain projection, runs only inside
-the context, keeps the head's hooks, and leaves the model and environment as they were."""
+the context, keeps the head's hooks, and leaves the model and environment as they were; the
+row-blocked logsumexp equals torch's, and the greedy check it feeds equals argmax == target."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -10,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import bench.engine.cpu_inference as cpu
-from bench.engine.hf_lm import HFScoringLM
+from bench.engine.hf_lm import HFScoringLM, target_logprobs
 from bench.api.lm import GenerationSpec, Request
 
 
@@ -62,6 +64,27 @@ def test_engine_results_do_not_depend_on_the_block(tiny_loaded, monkeypatch):
     (ll_plain, gen_plain), (ll_blocked, gen_blocked) = outputs
     assert ll_blocked == pytest.approx(ll_plain, abs=1e-5)
     assert gen_blocked == gen_plain
+
+
+@pytest.mark.parametrize("rows", [1, 7, 8, 21])  # fewer than, equal to and not a multiple of LSE_ROWS (8)
+def test_row_logsumexp_equals_torch_logsumexp(rows):
+    gen = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows, 3000, generator=gen) * 6
+    x[0, :] = -math.inf  # an all -inf row stays -inf, as torch's
+    if rows > 1:
+        x[1, 5] = math.inf
+    lse, top = cpu.row_logsumexp(x)
+    assert torch.equal(lse, torch.logsumexp(x, -1, keepdim=True))
+    assert torch.equal(top, x.amax(-1, keepdim=True))
+
+
+def test_target_logprobs_equal_log_softmax_and_argmax_with_ties():
+    logits = torch.tensor([[1.0, 3.0, 3.0, -2.0], [0.5, 0.5, 0.1, 0.0], [2.0, -1.0, 0.0, 1.0]])
+    row, target = torch.tensor([0, 0, 0, 1, 1, 2, 2]), torch.tensor([1, 2, 0, 0, 1, 0, 3])
+    logprob, wrong = target_logprobs(logits, row, target)
+    torch.testing.assert_close(logprob, torch.log_softmax(logits, -1)[row, target], rtol=0, atol=1e-6)
+    assert wrong.tolist() == (logits.argmax(-1)[row] != target).tolist() == [False, True, True, False, True, False,
+                                                                              True]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")

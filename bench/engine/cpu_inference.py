@@ -11,6 +11,12 @@
   on the VM, 1024-column blocks at 90-150 (smollm2-135m's head, 75-400 tokens).  Every
   output element is the same dot product.  The engine blocks decoding steps, where that
   measured ~5 % faster in whole sampling runs; in scoring passes it did not pay.
+* ``row_logsumexp(x)``: each row's logsumexp and max over the last dimension, computed
+  ``LSE_ROWS`` rows at a time so a block of logits stays in cache between its max, exp and
+  sum (``torch.logsumexp`` runs each of them over the whole [rows, vocab] tensor and
+  allocates a copy of it: 18.5 against 6.7 ms for 300 x 49,152 fp32 logits on the VM).
+  The same operations in the same order per row: equal to ``torch.logsumexp`` bit for bit
+  in the test.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 VOCAB_BLOCK = 1024  # vocabulary rows per LM-head GEMM on CPU
+LSE_ROWS = 8  # rows per block of row_logsumexp (8 x 49,152 fp32 logits: 1.5 MiB)
 HEAP_LIMIT = 1 << 30  # bytes: allocations below this reuse freed heap memory instead of mmap
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # transformers' switch for enable_gqa SDPA calls under a mask
@@ -52,6 +59,20 @@ def blocked_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     for i in range(0, weight.shape[0], block):
         out[..., i:i + block] = F.linear(x, weight[i:i + block], None if bias is None else bias[i:i + block])
     return out
+
+
+def row_logsumexp(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logsumexp, max) of each row of ``x`` [N, V] over V -> two [N, 1] tensors (-inf rows: -inf, -inf).
+    On CPU in blocks of ``LSE_ROWS`` rows; elsewhere ``torch.logsumexp`` and ``amax``."""
+    top = x.amax(-1, keepdim=True)
+    if x.device.type != "cpu":
+        return torch.logsumexp(x, -1, keepdim=True), top
+    shift = top.masked_fill(torch.isinf(top), 0.0)  # as torch.logsumexp: an all -inf or +inf row stays itself
+    total = torch.empty_like(top)
+    for i in range(0, x.shape[0], LSE_ROWS):
+        torch.sum(torch.sub(x[i:i + LSE_ROWS], shift[i:i + LSE_ROWS]).exp_(), -1, keepdim=True,
+                  out=total[i:i + LSE_ROWS])
+    return total.log_().add_(shift), top
 
 
 @contextlib.contextmanager

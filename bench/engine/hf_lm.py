@@ -20,7 +20,7 @@ Rows are batched by a dynamic programme over length-sorted rows (at most ``batch
 pass) that minimises padded tokens plus a per-pass cost, against the stem's key/value cache
 (expanded, not copied).  Logits are projected only at the nodes that predict continuation
 tokens (``logits_to_keep`` mask), and log-probabilities use logsumexp + gather (more exact
-than an fp32 log-softmax, and no [tokens, vocab] copy).  On CPU, passes run under
+than an fp32 log-softmax, and no [tokens, vocab] copy; ``target_logprobs``).  On CPU, passes run under
 ``bench.engine.cpu_inference`` (grouped key/value heads read in place, freed logits memory reused;
 decoding steps project the LM head in vocabulary blocks).  Results equal scoring every
 request alone up to float rounding (1e-4).  Models with sliding-window layers (Gemma 3)
@@ -30,10 +30,10 @@ every input is then a plain right-padded row, so windows always count real token
 Generation engine.  Prompts are left padded and encoded once per batch (of at most
 ``model.batch_size`` prompts and ``DECODE_ROWS`` decoded rows); the k rows of a
 prompt (samples or beams) decode against one copy of its keys and values
-(``bench.engine.shared_prompt``; models with sliding windows or soft-capped attention copy
-them to every row instead), with buffers holding room for every new token (each step
-writes its keys and values in place, where a growing cache would copy itself), token by
-token with nucleus sampling, which
+(``bench.engine.shared_prompt``; when the padded prompts and the new tokens outgrow a
+sliding window, or the attention is soft-capped, each row gets its own copy instead), with
+buffers holding room for every new token (each step writes its keys and values in place,
+where a growing cache would copy itself), token by token with nucleus sampling, which
 finds each row's nucleus among its top ``NUCLEUS_K`` tokens (more only for rows whose
 nucleus is wider) instead of sorting the vocabulary.  Each prompt draws its uniforms from
 its own generator seeded by (spec.seed, prompt index), so continuations do not depend on
@@ -75,7 +75,7 @@ from transformers.cache_utils import DynamicLayer
 
 from bench.engine import shared_prompt
 from bench.engine.cache_layers import PreallocatedLayer
-from bench.engine.cpu_inference import cpu_inference, reuse_freed_memory
+from bench.engine.cpu_inference import cpu_inference, reuse_freed_memory, row_logsumexp
 from bench.errors import ConfigError, TaxbenchError
 from bench.api.lm import GenerationSpec, Loglikelihood, Request
 from bench.progress import progress
@@ -117,6 +117,18 @@ def join_parts(sizes: Sequence[int], parts: Sequence[Loglikelihood]) -> list[Log
 
 class NonFiniteError(TaxbenchError):
     """A model output is NaN or infinite."""
+
+
+def target_logprobs(logits: torch.Tensor, row: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-prob (nats) of token ``target`` [n] under row ``row`` [n] of ``logits`` [N, vocab], and whether
+    it is not that row's argmax (the first maximum, as lm-eval's greedy check ``argmax == target``), both [n].
+    One ``row_logsumexp`` pass gives the normaliser and the max; argmax runs only on rows tied at the max."""
+    lse, top = row_logsumexp(logits)
+    at = logits[row, target]
+    wrong = at < top[row, 0]
+    tied = (at == top[row, 0]).nonzero()[:, 0]
+    wrong[tied] = logits[row[tied]].argmax(-1) != target[tied]
+    return at - lse[row, 0], wrong
 
 
 def _require_finite(values: Sequence[torch.Tensor] | torch.Tensor, text: Callable[[int], str], what: str) -> None:
@@ -259,8 +271,9 @@ class HFScoringLM:
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.x: cache=
         self._window, self._plain_cache = self._cache_layout()
-        # k rows per prompt decode against one copy of its keys/values (bench.engine.shared_prompt)
-        self.share_prompt = self._plain_cache and self._window is None and shared_prompt.supports(self.model)
+        # k rows per prompt decode against one copy of its keys/values (bench.engine.shared_prompt) when
+        # the decode fits every sliding window (see _sample_batch)
+        self.share_prompt = self._plain_cache and shared_prompt.supports(self.model)
         if self.device.type == "cpu":
             reuse_freed_memory()
         if hidden_transform is not None:  # the model belongs to this LM from now on
@@ -502,9 +515,7 @@ class HFScoringLM:
         parts: list[torch.Tensor] = []
 
         def sink(item, _pos, target, logits, row):
-            logits = logits.float()
-            picked = logits[row, target] - torch.logsumexp(logits, -1)[row]
-            wrong = logits.argmax(-1)[row] != target
+            picked, wrong = target_logprobs(logits.float(), row, target)
             parts.append(torch.stack([item.double(), picked.double(), wrong.double()]).cpu())
 
         where, n = self._score_pairs(pairs, sink)
@@ -521,7 +532,7 @@ class HFScoringLM:
 
         def sink(item, pos, _target, logits, row):
             logits = logits.float()
-            logprobs = (logits - torch.logsumexp(logits, -1, keepdim=True)).cpu()  # more exact than log_softmax
+            logprobs = (logits - row_logsumexp(logits)[0]).cpu()  # more exact than log_softmax
             for i, p, r in zip(item.tolist(), pos.tolist(), row.tolist()):
                 found[i][p] = logprobs[r]
 
@@ -661,7 +672,7 @@ class HFScoringLM:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits, cache = self._forward(ids, mask, positions, None, use_cache=True, keep=1)
-        if self.share_prompt and k > 1:
+        if self.share_prompt and k > 1 and (self._window is None or width + spec.max_new_tokens <= self._window):
             cache = self._shared_rows(cache, mask, k, room=spec.max_new_tokens)
         else:
             cache = self._rows(cache, torch.arange(len(seqs), device=self.device).repeat_interleave(k),
@@ -741,7 +752,7 @@ def _nucleus(scores: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torc
     at ``uniforms`` [N].  The nucleus is sought among the top NUCLEUS_K tokens, growing x16 for
     rows not covered, so the vocabulary is sorted only for rows whose nucleus needs it."""
     vocab = scores.shape[-1]
-    lse = torch.logsumexp(scores, -1, keepdim=True)
+    lse, _ = row_logsumexp(scores)
     if top_p >= 1.0:
         cdf = (scores - lse).exp_().cumsum(-1)
         return torch.searchsorted(cdf, uniforms[:, None] * cdf[:, -1:]).clamp(max=vocab - 1)[:, 0]

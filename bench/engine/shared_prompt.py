@@ -13,10 +13,12 @@ per row.  Scores, softmax and weighted sums are the same dot products as SDPA's,
 floating-point summation order (tests/test_scoring_engine.py holds every step's logits equal
 to the row-copy path's, fed the same tokens, for several prompt batches and k).
 
-Used for plain key/value caches (every layer a ``DynamicLayer``: no sliding window) and models
-whose attention is a plain scaled softmax (no logit soft-capping, no attention sinks), under
-``shared_prompt(model)``, which routes the model's attention to ``IMPLEMENTATION`` for a
-decoding step; the engine falls back to per-row copies otherwise.
+Used for models whose attention is a plain scaled softmax (no logit soft-capping, no attention
+sinks or chunks), under ``shared_prompt(model)``, which routes the model's attention to
+``IMPLEMENTATION`` for a decoding step.  Sliding-window layers (Gemma 3) qualify while the
+padded prompt plus every new token fits the window, where the window masks nothing (the
+engine checks; the attention raises otherwise); the engine falls back to per-row copies
+otherwise.
 """
 from __future__ import annotations
 
@@ -54,13 +56,17 @@ class SharedPromptLayer(PreallocatedLayer):
 
 def shared_prompt_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-                            shared_cache=None, **kwargs) -> tuple[torch.Tensor, None]:
+                            sliding_window: int | None = None, shared_cache=None, **kwargs) -> tuple[torch.Tensor, None]:
     """Attention of query [P k, heads, q, D] to the row's prompt (``shared_cache.layers[module.layer_idx]``)
     and to its own keys/values [P k, kv heads, n, D] (``key``, ``value``, the new q last: causal within
-    them); returns [P k, q, heads, D] as transformers' attention functions do."""
+    them); returns [P k, q, heads, D] as transformers' attention functions do.  A ``sliding_window`` must
+    hold the whole sequence (prompt + n positions)."""
     layer = shared_cache.layers[module.layer_idx]
     rows, heads, q_len, dim = query.shape
     p, kv_heads, prompt_len, _ = layer.prompt_keys.shape
+    if sliding_window is not None and prompt_len + key.shape[-2] > sliding_window:
+        raise ValueError(f"shared-prompt attention: {prompt_len} + {key.shape[-2]} positions exceed the "
+                         f"{sliding_window}-token sliding window of layer {module.layer_idx}")
     k, group = rows // p, heads // kv_heads
     scale = dim ** -0.5 if scaling is None else scaling
     # the prompt part: the k rows' queries of one key/value head group as one [k group q, D] matrix
@@ -88,10 +94,11 @@ AttentionInterface.register(IMPLEMENTATION, shared_prompt_attention)
 
 
 def supports(model: torch.nn.Module) -> bool:
-    """Whether the model's attention is a plain scaled softmax that ``shared_prompt_attention`` reproduces."""
+    """Whether the model's attention is a plain scaled softmax that ``shared_prompt_attention`` reproduces
+    (sliding windows aside: the caller keeps the decode within them)."""
     config = getattr(model.config, "text_config", None) or model.config
     plain = all(getattr(config, name, None) in (None, 0, 0.0, False) for name in
-                ("attn_logit_softcapping", "sliding_window", "use_sliding_window", "attention_chunk_size"))
+                ("attn_logit_softcapping", "attention_chunk_size"))
     return plain and model.config._attn_implementation in ("sdpa", "eager")
 
 
