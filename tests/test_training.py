@@ -23,7 +23,7 @@ from methods.finetune.checkpoint import RecordingDataRoot, checkpoint_key
 from methods.finetune.config import TrainConfig
 from methods.finetune.control import FineTune
 from methods.finetune.dropout import Dropout, training_dropout
-from methods.finetune.loop import schedule
+from methods.finetune.loop import _optimizer, schedule
 from methods.finetune.nc import NC
 from methods.text.corpus import detokenize, pack_chunks, read_corpus
 
@@ -260,6 +260,25 @@ def test_paper_budget_refuses_a_small_corpus_before_training(tiny_loaded, data_r
 def test_yaml_train_blocks_only_override_the_method_default():
     default = CDA(train={"lr": 1e-4})
     assert default.train == TrainConfig(lr=1e-4)  # every other field from TrainConfig's defaults
+
+
+@pytest.mark.parametrize("kind", ["adamw", "adam"])
+def test_fused_optimizer_updates_as_the_default_implementation(kind):
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(300, 16, generator=gen), torch.randn(16, generator=gen)]
+    fused, plain = ([torch.nn.Parameter(t.clone()) for t in start] for _ in range(2))
+    cfg = TrainConfig(optimizer=kind, lr=1e-2)
+    opt = _optimizer(fused, cfg)
+    ref = (torch.optim.Adam(plain, lr=cfg.lr) if kind == "adam" else
+           torch.optim.AdamW(plain, lr=cfg.lr, weight_decay=cfg.weight_decay))
+    assert opt.defaults["fused"] and not ref.defaults["fused"]
+    for _ in range(20):
+        for a, b in zip(fused, plain):
+            a.grad = torch.randn(a.shape, generator=gen)
+            b.grad = a.grad.clone()
+        opt.step()
+        ref.step()
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=0) and not torch.equal(a, t) for a, b, t in zip(fused, plain, start))
 
 
 def test_schedule_warms_up_then_decays_to_zero():
