@@ -94,7 +94,8 @@ from bench.tasks import stereoset
 from bench.tasks.truthfulqa import PRIMER as QA_PRIMER  # lm-eval's doc_to_text primer, verbatim
 from methods.finetune.config import TrainConfig
 from methods.finetune.control import FineTune
-from methods.finetune.loop import _batches, collate, fit, schedule
+from methods.finetune.batching import collate
+from methods.finetune.loop import _batches, fit, schedule
 
 SIZES = {  # (TruthfulQA questions, CrowS pairs, toxicity prompts, StereoSet examples); full: 32 prompts are
     "quick": (4, 30, 3, 30),  # one sampling batch of smollm2-135m

@@ -48,7 +48,8 @@ from bench.data import DataRoot
 from methods.contrastive_data import Source, build_sources
 from methods.finetune.checkpoint import Plan, finetune
 from methods.finetune.config import TrainConfig, check_method
-from methods.finetune.loop import Regularizer, collate
+from methods.finetune.batching import collate
+from methods.finetune.loop import Regularizer
 from methods.finetune.nc3 import NC3_WORDS, nc3_plugin
 from methods.text.swap import Swapper
 from methods.text.words import BIAS_TYPES, load_tuples

@@ -23,11 +23,10 @@ otherwise.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
-
 import torch
 from transformers import AttentionInterface
 
+from bench.engine.attention import attention_implementation
 from bench.engine.cache_layers import PreallocatedLayer
 
 IMPLEMENTATION = "taxbench_shared_prompt"  # attention implementation name; masks: none (the function masks)
@@ -102,12 +101,6 @@ def supports(model: torch.nn.Module) -> bool:
     return plain and model.config._attn_implementation in ("sdpa", "eager")
 
 
-@contextlib.contextmanager
-def shared_prompt(model: torch.nn.Module) -> Iterator[None]:
+def shared_prompt(model: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
     """The model's attention runs ``shared_prompt_attention`` inside the block (pass ``shared_cache=`` to the call)."""
-    before = model.config._attn_implementation
-    model.config._attn_implementation = IMPLEMENTATION
-    try:
-        yield
-    finally:
-        model.config._attn_implementation = before
+    return attention_implementation(model, IMPLEMENTATION)

@@ -4,12 +4,13 @@
 clipping, optional bf16 autocast (weights and optimiser state stay fp32), a progress bar with the
 running loss (``bench.progress``), and a guard that raises ``TrainingError`` naming the step on a
 NaN/inf loss.  It returns the loss of every optimiser step (and of each loss part), the training
-curve every run records.
+curve every run records.  ``LMObjective`` runs a micro-batch as one packed row where the model
+allows it (``batching``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 
 from bench.errors import TrainingError
 from bench.progress import progress
+from methods.finetune.batching import collate, packed_logits, packing_matches
 from methods.finetune.config import TrainConfig
 
 
@@ -33,17 +35,6 @@ class Objective(Protocol):
 Regularizer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def collate(items: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids [B, T] and attention mask [B, T]."""
-    width = max(len(x) for x in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
-    for row, x in enumerate(items):
-        ids[row, :len(x)] = torch.tensor(x)
-        mask[row, :len(x)] = 1
-    return ids.to(device), mask.to(device)
-
-
 def lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy (nats/token) over the non-padding targets.  logits [B, T, V]."""
     target_mask = mask[:, 1:].float()
@@ -54,19 +45,26 @@ def lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torc
 @dataclass
 class LMObjective:
     """Causal-LM loss on token sequences, plus ``weight`` x an optional regularizer (NC3) of the
-    last-layer hidden states."""
+    last-layer hidden states.  A micro-batch runs as one packed row (``batching``) where the probe on
+    the first micro-batch accepts packing (``packing`` is then True), as right-padded rows otherwise."""
 
     pad_id: int
     regularizer: Regularizer | None = None
     weight: float = 0.0
+    packing: bool | None = None  # packed rows (None: decided by batching.packing_matches at the first call)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         return []
 
     def __call__(self, model: Any, items: list) -> tuple[torch.Tensor, dict[str, float]]:
-        ids, mask = collate(items, self.pad_id, model.device)
+        if self.packing is None:
+            self.packing = packing_matches(model, items, self.pad_id)
         use_reg = self.regularizer is not None and self.weight > 0
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=use_reg, use_cache=False)
+        if self.packing:
+            out, ids, mask = packed_logits(model, items, output_hidden_states=use_reg)
+        else:
+            ids, mask = collate(items, self.pad_id, model.device)
+            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=use_reg, use_cache=False)
         loss = lm_loss(out.logits, ids, mask)
         parts = {"lm": loss.item()}
         if use_reg:
