@@ -174,6 +174,7 @@ class ContrastiveObjective:
     c: float = 0.1
     regularizer: Regularizer | None = None
     weight: float = 0.0
+    head_on_ce_rows: bool | None = None  # output embedding on the CE rows' hidden states only (None: decided at the first call)
 
     def __post_init__(self) -> None:
         self.scale_ce, self.scale_cl = EMAScale(self.beta, self.c), EMAScale(self.beta, self.c)
@@ -189,6 +190,26 @@ class ContrastiveObjective:
             s_ce, s_cl = self.scale_ce(ce.item()), self.scale_cl(w * cl.item())
         return s_ce * ce + s_cl * w * cl, {"ce": ce.item(), "cl": cl.item(), "s_ce": s_ce, "s_cl": s_cl, "w_tox": w}
 
+    def forward(self, model: Any, ids: torch.Tensor, mask: torch.Tensor, ce_rows: list[int]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last-layer hidden states [S, T, H] of every sequence and the logits [len(ce_rows), T, V] of the CE rows.
+        Only the CE rows need logits (4 of 16 rows at the default batch), so where the model's logits are its
+        output embedding applied to the last hidden states, the model computes the last position's logits only
+        and the embedding runs on the CE rows (``head_on_ce_rows``, checked on the first call's full logits)."""
+        if self.head_on_ce_rows is None:
+            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+            h = out.hidden_states[-1]
+            with torch.no_grad():
+                rebuilt = model.get_output_embeddings()(h[ce_rows])
+            self.head_on_ce_rows = bool(torch.allclose(rebuilt, out.logits[ce_rows], atol=1e-4, rtol=1e-4))
+            return h, out.logits[ce_rows]
+        if not self.head_on_ce_rows:
+            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+            return out.hidden_states[-1], out.logits[ce_rows]
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False, logits_to_keep=1)
+        h = out.hidden_states[-1]
+        return h, model.get_output_embeddings()(h[ce_rows])
+
     def __call__(self, model: Any, items: list[Item]) -> tuple[torch.Tensor, dict[str, float]]:
         seqs = [s for item in items for s in item.sequences]
         ids, mask = collate([s.ids for s in seqs], self.pad_id, model.device)
@@ -199,9 +220,8 @@ class ContrastiveObjective:
         _, pool_mask, label = sequence_masks(seqs, ids.shape[1], model.device)
         n_labels = int(label.sum())  # the release's ntokens: label tokens of every sequence
 
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
-        h = out.hidden_states[-1]
-        ce = ce_last_positive(out.logits[ce_rows], ids[ce_rows], label[ce_rows], n_labels)
+        h, ce_logits = self.forward(model, ids, mask, ce_rows)
+        ce = ce_last_positive(ce_logits, ids[ce_rows], label[ce_rows], n_labels)
         cl = info_nce(pool(self.head, h, pool_mask), source, positive, self.tau)
         loss, parts = self.combine(ce, cl, any(item.toxic for item in items))
         if self.regularizer is not None and self.weight > 0:

@@ -1,6 +1,7 @@
 """Contrastive method as released: InfoNCE, the two loss forms, the CE mask, pooling, head init, data."""
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -17,6 +18,7 @@ from methods.contrastive_data import (Source, attribute_spans, build_sources, ne
 from methods.text.swap import Swapper
 from methods.finetune.config import TrainConfig
 from methods.text.words import load_tuples
+from tiny_models import tiny_gemma3
 
 
 def test_info_nce_matches_hand_computation():
@@ -53,8 +55,9 @@ def test_ema_scale_follows_the_release():
     assert capped(0.5) == 1.0  # c / EMA = 0.1 / 0.05 = 2, capped at 1
 
 
-def _objective(scaling: str, alpha: float) -> ContrastiveObjective:
-    return ContrastiveObjective(pad_id=0, head=ContrastHead(4), tau=1.0, alpha=alpha, scaling=scaling, toxic_weight=1.5)
+def _objective(scaling: str, alpha: float, **fields) -> ContrastiveObjective:
+    return ContrastiveObjective(pad_id=0, head=ContrastHead(4), tau=1.0, alpha=alpha, scaling=scaling, toxic_weight=1.5,
+                                **fields)
 
 
 def test_constant_form_is_ce_plus_16_times_weighted_cl():
@@ -123,7 +126,7 @@ def test_ce_is_on_the_last_positive_over_all_label_tokens():
     hidden = torch.randn(5, 5, 4)
     model = lambda **kw: SimpleNamespace(logits=logits, hidden_states=[hidden])  # noqa: E731
     model.device = torch.device("cpu")
-    _, parts = _objective("constant", 16.0)(model, items)
+    _, parts = _objective("constant", 16.0, head_on_ce_rows=False)(model, items)  # the fake has no output embedding
     # by hand: b predicts tokens 6, 7 (positions 3, 4), e predicts 6 (position 3); label tokens of all
     # sequences: a 1 (pos 3), b 2, c 1 (pos 2), d 1 (pos 2), e 1 -> 6
     logp = torch.log_softmax(logits, -1)
@@ -132,6 +135,38 @@ def test_ce_is_on_the_last_positive_over_all_label_tokens():
     ids = torch.tensor([[1, 2, 5, 6, 7]])
     mask = torch.tensor([[0, 0, 0, 1, 1]])
     assert math.isclose(ce_last_positive(torch.zeros(1, 5, 8), ids, mask, 4).item(), 2 * math.log(8) / 4, rel_tol=1e-6)
+
+
+def _loss_and_gradients(objective: ContrastiveObjective, model, items) -> tuple[dict, dict]:
+    loss, parts = objective(model, items)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in [*model.named_parameters(), *objective.head.named_parameters()]}
+    return parts, grads
+
+
+def test_the_head_on_the_ce_rows_gives_the_full_logits_loss_and_gradients(tiny_lm, data_root):
+    """The first call computes every row's logits and checks that the output embedding of the last hidden
+    states rebuilds them; later calls run the embedding on the CE rows only, with the same loss and gradients."""
+    method = Contrastive(max_examples=8)
+    plan = method.plan(tiny_lm, data_root, method.train, seed=0)
+    items = plan.items[:4]
+    runs = {}
+    for flag in (None, False, True):
+        objective, model = copy.deepcopy(plan.objective), copy.deepcopy(tiny_lm.model).train()
+        objective.head_on_ce_rows = flag
+        runs[flag] = _loss_and_gradients(objective, model, items)
+        if flag is None:
+            assert objective.head_on_ce_rows is True
+    (parts, grads), (parts_full, grads_full) = runs[True], runs[False]
+    assert runs[None][0] == parts_full
+    assert parts == pytest.approx(parts_full, rel=1e-6)
+    for name, grad in grads_full.items():
+        torch.testing.assert_close(grads[name], grad, atol=1e-7, rtol=1e-5, msg=name)
+
+    capped = tiny_gemma3(tiny_lm.tokenizer, window=512, final_logit_softcapping=0.01)  # logits != embedding(h)
+    objective = copy.deepcopy(plan.objective)
+    objective(capped, items)
+    assert objective.head_on_ce_rows is False
 
 
 def test_encode_source_conditions_on_the_context_and_marks_tokens(tiny_lm):

@@ -13,24 +13,11 @@ from methods.finetune import batching
 from methods.finetune.batching import collate, packed_logits, packing_matches
 from methods.finetune.loop import LMObjective
 from methods.finetune.nc3 import NC3Regularizer
-
-
-def tiny_gemma3(tiny_loaded, window: int, softcap: float | None = None):
-    """A random 3-layer Gemma 3 (sliding, global, sliding layers; grouped key/value heads)."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    tok = tiny_loaded.tokenizer
-    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=12,
-                              sliding_window=window, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
-                              layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-                              attn_logit_softcapping=softcap, attn_implementation="sdpa")
-    torch.manual_seed(0)
-    return Gemma3ForCausalLM(config)
+from tiny_models import tiny_gemma3
 
 
 def models(tiny_loaded) -> dict:
-    return {"llama": tiny_loaded.model, "gemma3 window 5": tiny_gemma3(tiny_loaded, window=5)}
+    return {"llama": tiny_loaded.model, "gemma3 window 5": tiny_gemma3(tiny_loaded.tokenizer, window=5)}
 
 
 def random_items(lengths: list[int], vocab: int, seed: int) -> list[list[int]]:
@@ -109,7 +96,7 @@ def test_the_first_call_decides_packing_and_keeps_it(tiny_loaded):
 
 def test_the_probe_refuses_soft_capping_and_an_attention_that_leaks_across_items(tiny_loaded):
     items = random_items([5, 8, 4], tiny_loaded.model.config.vocab_size, seed=4)
-    capped = tiny_gemma3(tiny_loaded, window=5, softcap=50.0)
+    capped = tiny_gemma3(tiny_loaded.tokenizer, window=5, attn_logit_softcapping=50.0)
     assert not packing_matches(capped, items, PAD)
 
     def leaky(module, query, key, value, attention_mask, segments=(), **kwargs):  # causal over the whole row

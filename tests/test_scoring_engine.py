@@ -268,20 +268,12 @@ def test_shared_prompt_cache_equals_row_copies(tiny_lm, n_prompts, k):
 
 
 def tiny_gemma3_lm(tiny_loaded, window: int) -> HFScoringLM:
-    """A random 3-layer Gemma 3 (two sliding-window layers of ``window`` tokens, one global layer, query
-    pre-attention scaling, grouped key/value heads) with the tiny model's tokenizer."""
+    """``tiny_models.tiny_gemma3`` (sliding windows of ``window`` tokens) with the tiny model's tokenizer."""
     from dataclasses import replace
 
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    from tiny_models import tiny_gemma3
 
-    tok = tiny_loaded.tokenizer
-    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, query_pre_attn_scalar=12,
-                              sliding_window=window, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
-                              layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-                              attn_implementation="sdpa")
-    torch.manual_seed(0)
-    model = Gemma3ForCausalLM(config).eval()
+    model = tiny_gemma3(tiny_loaded.tokenizer, window).eval()
     return HFScoringLM(replace(tiny_loaded, model=model, identity="tiny-gemma3@test"))
 
 
