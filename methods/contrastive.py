@@ -48,7 +48,7 @@ from bench.data import DataRoot
 from methods.contrastive_data import Source, build_sources
 from methods.finetune.checkpoint import Plan, finetune
 from methods.finetune.config import TrainConfig, check_method
-from methods.finetune.batching import collate
+from methods.finetune.batching import collate, packed_logits, packing_matches, unpack
 from methods.finetune.loop import Regularizer
 from methods.finetune.nc3 import NC3_WORDS, nc3_plugin
 from methods.text.swap import Swapper
@@ -174,6 +174,7 @@ class ContrastiveObjective:
     c: float = 0.1
     regularizer: Regularizer | None = None
     weight: float = 0.0
+    packing: bool | None = None  # sequences as one packed row (None: decided by batching.packing_matches at the first call)
     head_on_ce_rows: bool | None = None  # output embedding on the CE rows' hidden states only (None: decided at the first call)
 
     def __post_init__(self) -> None:
@@ -190,24 +191,32 @@ class ContrastiveObjective:
             s_ce, s_cl = self.scale_ce(ce.item()), self.scale_cl(w * cl.item())
         return s_ce * ce + s_cl * w * cl, {"ce": ce.item(), "cl": cl.item(), "s_ce": s_ce, "s_cl": s_cl, "w_tox": w}
 
-    def forward(self, model: Any, ids: torch.Tensor, mask: torch.Tensor, ce_rows: list[int]
+    def forward(self, model: Any, seqs: list[Encoded], ids: torch.Tensor, mask: torch.Tensor, ce_rows: list[int]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last-layer hidden states [S, T, H] of every sequence and the logits [len(ce_rows), T, V] of the CE rows.
-        Only the CE rows need logits (4 of 16 rows at the default batch), so where the model's logits are its
-        output embedding applied to the last hidden states, the model computes the last position's logits only
-        and the embedding runs on the CE rows (``head_on_ce_rows``, checked on the first call's full logits)."""
+        """Last-layer hidden states [S, T, H] of every sequence (zeros at padding when packed) and the logits
+        [len(ce_rows), T, V] of the CE rows.  The sequences run as one packed row (``batching``) where the probe
+        on the first call accepts it (``packing``; 56 % of the padded positions are real tokens at the default
+        batch).  Only the CE rows need logits (4 of 16 rows), so where the model's logits are its output
+        embedding applied to the last hidden states (``head_on_ce_rows``, checked on the first call's full
+        logits), the model computes one position's logits and the embedding runs on the CE rows' states."""
+        if self.packing is None:
+            self.packing = packing_matches(model, [s.ids for s in seqs], self.pad_id)
+        full = self.head_on_ce_rows is not True  # every position's logits: the first call, or a refused check
+        kwargs = {"output_hidden_states": True} | ({} if full else {"logits_to_keep": 1})
+        if self.packing:
+            out, _, _ = packed_logits(model, [s.ids for s in seqs], **kwargs)
+            states, logits = out.hidden_states[-1][0], out.logits[0]  # [N, H], [N or 1, V]
+            h = unpack(states, mask)
+        else:
+            out = model(input_ids=ids, attention_mask=mask, use_cache=False, **kwargs)
+            states, logits = out.hidden_states[-1], out.logits
+            h = states
         if self.head_on_ce_rows is None:
-            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
-            h = out.hidden_states[-1]
             with torch.no_grad():
-                rebuilt = model.get_output_embeddings()(h[ce_rows])
-            self.head_on_ce_rows = bool(torch.allclose(rebuilt, out.logits[ce_rows], atol=1e-4, rtol=1e-4))
-            return h, out.logits[ce_rows]
-        if not self.head_on_ce_rows:
-            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
-            return out.hidden_states[-1], out.logits[ce_rows]
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False, logits_to_keep=1)
-        h = out.hidden_states[-1]
+                rebuilt = model.get_output_embeddings()(states)
+            self.head_on_ce_rows = bool(torch.allclose(rebuilt, logits, atol=1e-4, rtol=1e-4))
+        if full:
+            return h, unpack(logits, mask, ce_rows) if self.packing else logits[ce_rows]
         return h, model.get_output_embeddings()(h[ce_rows])
 
     def __call__(self, model: Any, items: list[Item]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -220,7 +229,7 @@ class ContrastiveObjective:
         _, pool_mask, label = sequence_masks(seqs, ids.shape[1], model.device)
         n_labels = int(label.sum())  # the release's ntokens: label tokens of every sequence
 
-        h, ce_logits = self.forward(model, ids, mask, ce_rows)
+        h, ce_logits = self.forward(model, seqs, ids, mask, ce_rows)
         ce = ce_last_positive(ce_logits, ids[ce_rows], label[ce_rows], n_labels)
         cl = info_nce(pool(self.head, h, pool_mask), source, positive, self.tau)
         loss, parts = self.combine(ce, cl, any(item.toxic for item in items))

@@ -126,7 +126,7 @@ def test_ce_is_on_the_last_positive_over_all_label_tokens():
     hidden = torch.randn(5, 5, 4)
     model = lambda **kw: SimpleNamespace(logits=logits, hidden_states=[hidden])  # noqa: E731
     model.device = torch.device("cpu")
-    _, parts = _objective("constant", 16.0, head_on_ce_rows=False)(model, items)  # the fake has no output embedding
+    _, parts = _objective("constant", 16.0, packing=False, head_on_ce_rows=False)(model, items)  # a fake model
     # by hand: b predicts tokens 6, 7 (positions 3, 4), e predicts 6 (position 3); label tokens of all
     # sequences: a 1 (pos 3), b 2, c 1 (pos 2), d 1 (pos 2), e 1 -> 6
     logp = torch.log_softmax(logits, -1)
@@ -144,29 +144,35 @@ def _loss_and_gradients(objective: ContrastiveObjective, model, items) -> tuple[
     return parts, grads
 
 
-def test_the_head_on_the_ce_rows_gives_the_full_logits_loss_and_gradients(tiny_lm, data_root):
-    """The first call computes every row's logits and checks that the output embedding of the last hidden
-    states rebuilds them; later calls run the embedding on the CE rows only, with the same loss and gradients."""
+@pytest.mark.parametrize("packing", [None, False, True])
+@pytest.mark.parametrize("head_on_ce_rows", [None, True])
+def test_packing_and_the_head_on_the_ce_rows_give_the_padded_full_logits_loss_and_gradients(
+        tiny_lm, data_root, packing, head_on_ce_rows):
+    """Against right-padded rows with every row's logits: packed sequences (hidden states unpacked, zeros at
+    padding) and the output embedding on the CE rows only; ``None``: decided on the first call (the first call
+    computes every position's logits and checks that the embedding of the last hidden states rebuilds them)."""
     method = Contrastive(max_examples=8)
     plan = method.plan(tiny_lm, data_root, method.train, seed=0)
     items = plan.items[:4]
     runs = {}
-    for flag in (None, False, True):
+    for flags in ((False, False), (packing, head_on_ce_rows)):
         objective, model = copy.deepcopy(plan.objective), copy.deepcopy(tiny_lm.model).train()
-        objective.head_on_ce_rows = flag
-        runs[flag] = _loss_and_gradients(objective, model, items)
-        if flag is None:
-            assert objective.head_on_ce_rows is True
-    (parts, grads), (parts_full, grads_full) = runs[True], runs[False]
-    assert runs[None][0] == parts_full
-    assert parts == pytest.approx(parts_full, rel=1e-6)
-    for name, grad in grads_full.items():
-        torch.testing.assert_close(grads[name], grad, atol=1e-7, rtol=1e-5, msg=name)
+        objective.packing, objective.head_on_ce_rows = flags
+        runs[flags] = _loss_and_gradients(objective, model, items)
+        assert (objective.packing, objective.head_on_ce_rows) == tuple(flag is not False for flag in flags)
+    (parts_padded, grads_padded), (parts, grads) = runs[False, False], runs[packing, head_on_ce_rows]
+    assert parts == pytest.approx(parts_padded, rel=1e-5)
+    for name, grad in grads_padded.items():  # float rounding: within 1e-5 of each gradient's largest entry
+        assert (grads[name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name
 
+
+def test_the_head_is_kept_on_every_row_under_final_logit_soft_capping(tiny_lm, data_root):
+    method = Contrastive(max_examples=8)
+    plan = method.plan(tiny_lm, data_root, method.train, seed=0)
     capped = tiny_gemma3(tiny_lm.tokenizer, window=512, final_logit_softcapping=0.01)  # logits != embedding(h)
     objective = copy.deepcopy(plan.objective)
-    objective(capped, items)
-    assert objective.head_on_ce_rows is False
+    objective(capped, plan.items[:4])
+    assert objective.packing is True and objective.head_on_ce_rows is False
 
 
 def test_encode_source_conditions_on_the_context_and_marks_tokens(tiny_lm):

@@ -31,6 +31,7 @@ from bench.engine.attention import attention_implementation
 
 IMPLEMENTATION = "taxbench_packed"  # attention implementation name; masks: none (the function masks)
 PROBE_ATOL = 1e-3  # max |packed - padded| logit (fp32) for the probe to accept packing
+PROBE_ITEMS = 4  # items of the first micro-batch that the probe runs both ways
 
 
 def collate(items: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,9 +88,20 @@ def packed_logits(model: Any, items: Sequence[Sequence[int]], **kwargs: Any) -> 
     return out, ids, (positions > 0).long()
 
 
+def unpack(values: torch.Tensor, mask: torch.Tensor, rows: Sequence[int] | None = None) -> torch.Tensor:
+    """Right-padded [R, T, *] from ``values`` [N, *] of a packed row's tokens: the real positions of ``mask``
+    [B, T] (row by row, as ``pack`` lays them) get their values, padding gets zeros; ``rows``: those rows only."""
+    n = values.shape[0]
+    index = torch.full(mask.shape, n, dtype=torch.long, device=values.device)
+    index[mask.bool()] = torch.arange(n, device=values.device)
+    index = index if rows is None else index[list(rows)]
+    return torch.cat([values, values.new_zeros(1, *values.shape[1:])])[index]
+
+
 def packing_matches(model: Any, items: Sequence[Sequence[int]], pad_id: int) -> bool:
-    """Whether the packed forward of ``items`` gives the right-padded forward's logits at every real token
+    """Whether the packed forward of the first PROBE_ITEMS ``items`` gives the right-padded forward's logits at every real token
     (within PROBE_ATOL; eval mode, no autocast, no gradient): the check before a loop packs its batches."""
+    items = items[:PROBE_ITEMS]
     if len(items) < 2 or not shared_prompt.supports(model):
         return False
     training = model.training
