@@ -174,8 +174,8 @@ class ContrastiveObjective:
     c: float = 0.1
     regularizer: Regularizer | None = None
     weight: float = 0.0
-    packing: bool | None = None  # sequences as one packed row (None: decided by batching.packing_matches at the first call)
-    head_on_ce_rows: bool | None = None  # output embedding on the CE rows' hidden states only (None: decided at the first call)
+    packing: bool | None = None  # sequences as one packed row (None: batching.packing_matches decides, first call)
+    head_on_ce_rows: bool | None = None  # output embedding on the CE rows' states only (None: the first call decides)
 
     def __post_init__(self) -> None:
         self.scale_ce, self.scale_cl = EMAScale(self.beta, self.c), EMAScale(self.beta, self.c)

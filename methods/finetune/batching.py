@@ -2,10 +2,10 @@
 
 A right-padded micro-batch runs the model over B x (longest item) positions.  On the ``finetune``
 control's WikiText-2 chunks (8 items of <= 64 tokens) about a fifth of them are padding: 394 real
-tokens a step on average, where the padded rows hold about 500.  ``pack`` lays the items in one row [1, N] (N = the sum of their
-lengths), each item's position ids restarting at 0, and the model's attention runs
-``packed_attention``: each item's queries attend to its own keys only (transformers' SDPA
-attention, causal, on the item's slice), so every real token's logits are the padded batch's up
+tokens a step on average, where the padded rows hold about 500.  ``pack`` lays the items in one row
+[1, N] (N = the sum of their lengths), each item's position ids restarting at 0, and the model's
+attention runs ``packed_attention``: each item's queries attend to its own keys only (transformers'
+SDPA attention, causal, on the item's split), so every real token's logits are the padded batch's up
 to floating-point summation order, at N positions instead of B x width.
 
 Used where the model's attention is a plain scaled softmax routed through transformers'
@@ -99,8 +99,8 @@ def unpack(values: torch.Tensor, mask: torch.Tensor, rows: Sequence[int] | None 
 
 
 def packing_matches(model: Any, items: Sequence[Sequence[int]], pad_id: int) -> bool:
-    """Whether the packed forward of the first PROBE_ITEMS ``items`` gives the right-padded forward's logits at every real token
-    (within PROBE_ATOL; eval mode, no autocast, no gradient): the check before a loop packs its batches."""
+    """Whether the packed forward of the first PROBE_ITEMS ``items`` gives the right-padded forward's logits at
+    every real token (within PROBE_ATOL; eval mode, no autocast, no gradient): the check before a loop packs."""
     items = items[:PROBE_ITEMS]
     if len(items) < 2 or not shared_prompt.supports(model):
         return False
