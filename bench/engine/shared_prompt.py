@@ -23,6 +23,7 @@ otherwise.
 from __future__ import annotations
 
 import contextlib
+
 import torch
 from transformers import AttentionInterface
 
