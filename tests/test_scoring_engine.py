@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.errors import ConfigError
-from bench.engine.hf_lm import NUCLEUS_K, ROW_TOKENS, STEM_MIN, HFScoringLM, _Item, _nucleus, _plan, _split_rows, _tree
+from bench.engine.hf_lm import ROW_TOKENS, STEM_MIN, HFScoringLM, _Item, _plan, _split_rows, _tree
 from bench.api.lm import GenerationSpec, Request
 from bench.engine.shared_prompt import SharedPromptLayer
 
@@ -396,25 +396,3 @@ def test_hidden_transform_applies_to_scoring_and_generation():
     assert torch.allclose(pooled[0], flip(h).mean(0), atol=1e-5)
 
 
-def reference_nucleus(scores: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
-    """Sort the whole vocabulary: keep tokens whose preceding mass is below top_p; inverse CDF."""
-    probs = torch.softmax(scores, -1)
-    p, order = probs.sort(-1, descending=True)
-    p = torch.where(p.cumsum(-1) - p < top_p, p, torch.zeros_like(p))
-    cdf = p.cumsum(-1)
-    return order.gather(-1, torch.searchsorted(cdf, u[:, None] * cdf[:, -1:]))[:, 0]
-
-
-def test_nucleus_by_hand_and_against_full_sort():
-    scores = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.15), math.log(0.05)]])
-    # top_p 0.7 keeps {0.5, 0.3}: u = 0.9 -> 0.72 of mass 0.8 falls in the second token
-    assert _nucleus(scores, 0.7, torch.tensor([0.9])).tolist() == [1]
-    assert _nucleus(scores, 0.7, torch.tensor([0.6])).tolist() == [0]  # 0.48 < 0.5
-    assert _nucleus(scores, 1.0, torch.tensor([0.99])).tolist() == [3]
-    gen = torch.Generator().manual_seed(0)
-    peaked = torch.randn(6, 5000, generator=gen) * 4
-    flat = torch.randn(6, 5000, generator=gen) * 0.01  # nucleus of thousands of tokens (> NUCLEUS_K)
-    scores = torch.cat([peaked, flat])
-    u = torch.rand(12, generator=gen)
-    assert (torch.softmax(flat, -1).sort(-1, descending=True)[0][:, :NUCLEUS_K].sum(-1) < 0.9).all()
-    assert torch.equal(_nucleus(scores, 0.9, u), reference_nucleus(scores, 0.9, u))

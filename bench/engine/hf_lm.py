@@ -33,9 +33,9 @@ prompt (samples or beams) decode against one copy of its keys and values
 (``bench.engine.shared_prompt``; when the padded prompts and the new tokens outgrow a
 sliding window, or the attention is soft-capped, each row gets its own copy instead), with
 buffers holding room for every new token (each step writes its keys and values in place,
-where a growing cache would copy itself), token by token with nucleus sampling, which
-finds each row's nucleus among its top ``NUCLEUS_K`` tokens (more only for rows whose
-nucleus is wider) instead of sorting the vocabulary.  Each prompt draws its uniforms from
+where a growing cache would copy itself), token by token with nucleus sampling
+(``bench.engine.nucleus``: each row's nucleus is sought among its top tokens, not by sorting the
+vocabulary).  Each prompt draws its uniforms from
 its own generator seeded by (spec.seed, prompt index), so continuations do not depend on
 batch composition.  Decoding stops when every row has emitted end-of-text.  Before
 ``spec.min_new_tokens`` end-of-text is masked as Hugging Face's min-length processor does:
@@ -76,6 +76,7 @@ from transformers.cache_utils import DynamicLayer
 from bench.engine import shared_prompt
 from bench.engine.cache_layers import PreallocatedLayer
 from bench.engine.cpu_inference import cpu_inference, reuse_freed_memory, row_logsumexp
+from bench.engine.nucleus import nucleus
 from bench.errors import ConfigError, TaxbenchError
 from bench.api.lm import GenerationSpec, Loglikelihood, Request
 from bench.progress import progress
@@ -99,7 +100,6 @@ PASS_COST_ACCELERATOR = 4096  # the same on GPU, where padding is nearly free an
 # within run-to-run noise of +-20 %) while the rows' keys/values and [rows, vocab] logits grow (peak RSS
 # 1,310/1,374/1,547/2,136 MiB)
 DECODE_ROWS = 320
-NUCLEUS_K = 256  # candidates first searched for a row's top-p nucleus (x16 for rows it does not cover)
 
 
 def join_parts(sizes: Sequence[int], parts: Sequence[Loglikelihood]) -> list[Loglikelihood]:
@@ -734,7 +734,7 @@ class HFScoringLM:
         flat = scores.reshape(-1, scores.shape[-1]).float()
         if spec.temperature != 1.0:
             flat = flat / spec.temperature
-        return _nucleus(flat, spec.top_p, uniforms.reshape(-1)).view(scores.shape[:-1])
+        return nucleus(flat, spec.top_p, uniforms.reshape(-1)).view(scores.shape[:-1])
 
 
 def _beam_step(logprobs: torch.Tensor, beam_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -745,31 +745,3 @@ def _beam_step(logprobs: torch.Tensor, beam_scores: torch.Tensor) -> tuple[torch
     best, index = (beam_scores[..., None] + logprobs).view(B, K * vocab).topk(K, -1)
     return index % vocab, index // vocab, best
 
-
-def _nucleus(scores: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torch.Tensor:
-    """Sample one token per row of ``scores`` [N, vocab] (unnormalised log-probs) from its top-p
-    nucleus (the most probable tokens whose preceding mass is below ``top_p``), by inverse CDF
-    at ``uniforms`` [N].  The nucleus is sought among the top NUCLEUS_K tokens, growing x16 for
-    rows not covered, so the vocabulary is sorted only for rows whose nucleus needs it."""
-    vocab = scores.shape[-1]
-    lse, _ = row_logsumexp(scores)
-    if top_p >= 1.0:
-        cdf = (scores - lse).exp_().cumsum(-1)
-        return torch.searchsorted(cdf, uniforms[:, None] * cdf[:, -1:]).clamp(max=vocab - 1)[:, 0]
-    out = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
-    rows = torch.arange(scores.shape[0], device=scores.device)
-    k = NUCLEUS_K
-    while rows.numel():
-        k = min(k, vocab)
-        every = rows.numel() == scores.shape[0]  # no row copies on the first pass
-        top, index = (scores if every else scores[rows]).topk(k, -1)
-        probs = (top - (lse if every else lse[rows])).exp_()
-        mass = probs.cumsum(-1)
-        covered = (mass[:, -1] >= top_p) | (k == vocab)
-        probs, mass, index, at = probs[covered], mass[covered], index[covered], rows[covered]
-        cdf = probs.masked_fill_(mass - probs >= top_p, 0.0).cumsum(-1)
-        pick = torch.searchsorted(cdf, uniforms[at, None] * cdf[:, -1:]).clamp(max=k - 1)
-        out[at] = index.gather(-1, pick)[:, 0]
-        rows = rows[~covered]
-        k *= 16
-    return out
