@@ -90,6 +90,7 @@ from bench.engine.hf_lm import HFScoringLM
 from bench.api.lm import GenerationSpec, Request
 from bench.api.metrics import aggregate
 from bench.config import load_named
+from bench.store import cpu_name
 from bench.tasks import stereoset
 from bench.tasks.truthfulqa import PRIMER as QA_PRIMER  # lm-eval's doc_to_text primer, verbatim
 from methods.finetune.config import TrainConfig
@@ -611,6 +612,7 @@ def main(argv: list[str] | None = None) -> None:
     gpu = f" ({torch.cuda.get_device_name(lm.device)})" if lm.device.type == "cuda" else ""
     print(f"model {loaded.identity} {loaded.config.dtype} on {lm.device}{gpu}, batch size {lm.batch_size}, max length "
           f"{lm.max_length}, torch {torch.__version__} with {torch.get_num_threads()} threads "
+          f"on {cpu_name()} ({os.cpu_count()} CPUs) "
           f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), freed memory reused: "
           f"{reuse_freed_memory() if lm.device.type == 'cpu' else 'n/a'}, {args.runs} runs")
     shape = model_shape(lm.model)

@@ -55,6 +55,18 @@ def git_commit() -> str | None:
         return None
 
 
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``'s "model name" on Linux), else ``platform.processor()``:
+    CPU timings differ by processor, e.g. the matrix-product rate of two 2-core VMs by 2x."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown processor"
+
+
 def versions(code: str) -> dict[str, Any]:
     import torch
     import transformers
@@ -62,7 +74,8 @@ def versions(code: str) -> dict[str, Any]:
     return {"python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),  # sampled metrics may differ by a ulp-level draw across thread counts
             "transformers": transformers.__version__, "taxbench": __version__,
-            "code_version": code, "git_commit": git_commit(), "platform": platform.platform()}
+            "code_version": code, "git_commit": git_commit(), "platform": platform.platform(),
+            "cpu": cpu_name()}
 
 
 def run_id(numbers_config: dict[str, Any]) -> str:

@@ -212,6 +212,16 @@ def test_main_writes_markdown_and_csv_with_meta_header(results, tmp_path):
     assert len(csv) == 9 and csv[0].startswith("model,method,bias_type,suite,seed,bias_reduction")
 
 
+def test_header_machine_without_meta_names_each_platform_and_processor(results, tmp_path):
+    for path in (results / "runs").glob("*.json"):  # the fixtures predate versions.cpu: give one of them a processor
+        doc = json.loads(path.read_text())
+        doc["versions"]["cpu"] = "Test CPU 9000"
+        path.write_text(json.dumps(doc))
+        break
+    md = M.main(results, out_dir=tmp_path / "out", n_boot=50, plots=False)["markdown"].read_text()
+    assert "Machine: synthetic fixture; synthetic fixture, Test CPU 9000" in md
+
+
 def test_no_result_files_is_an_error(tmp_path):
     (tmp_path / "runs").mkdir()
     with pytest.raises(TaxbenchError, match="no readable result files"):

@@ -38,7 +38,7 @@ def test_smoke_run_writes_skips_and_forces(tmp_path):
     missing = [m for m in SMOKE_METRICS if m not in doc["metrics"]]
     assert not missing, missing
     assert set(doc["versions"]) >= {"python", "torch", "torch_threads", "transformers", "taxbench", "git_commit"}
-    assert doc["versions"]["torch_threads"] >= 1
+    assert doc["versions"]["torch_threads"] >= 1 and doc["versions"]["cpu"].strip()
     assert all(len(sha) == 64 for sha in doc["data"].values()) and doc["data"]
     records = (path.parent / doc["records_path"]).read_text().splitlines()
     assert {json.loads(r)["benchmark"] for r in records} >= {"stereoset", "crows_pairs", "truthfulqa"}

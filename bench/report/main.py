@@ -30,6 +30,13 @@ def _meta(results_dir: Path) -> dict[str, Any]:
         return {}
 
 
+def _machine(doc: dict[str, Any]) -> str:
+    """A result file's platform and processor (``versions.cpu``, recorded since the processor was found to
+    change CPU timings), e.g. "Linux-6.18-x86_64-with-glibc2.36, AMD EPYC"."""
+    found = doc.get("versions", {})
+    return ", ".join(str(found[key]) for key in ("platform", "cpu") if key in found) or "unknown platform"
+
+
 def main(results_dir: str | Path = "results", out_dir: str | Path | None = None, n_boot: int = 1000, seed: int = 0,
          command: str | None = None, machine: str | None = None, plots: bool = True,
          pin: str | None = None) -> dict[str, Any]:
@@ -37,7 +44,7 @@ def main(results_dir: str | Path = "results", out_dir: str | Path | None = None,
     (default results_dir).
 
     command / machine for the markdown header: arguments, else results_dir/leaderboard_meta.json
-    ({"command": ..., "machine": ..., "wall_time": ...}), else the leaderboard command and the runs' platforms;
+    ({"command": ..., "machine": ..., "wall_time": ...}), else the leaderboard command and the runs' platforms and processors;
     the header also sums the runs' own job times (``timings.total``).
     Returns {"markdown": path, "csv": path, "site": path, "plots": [paths], "leaderboard": Leaderboard}."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < MIN_N_BOOT:
@@ -50,8 +57,7 @@ def main(results_dir: str | Path = "results", out_dir: str | Path | None = None,
     command = command or meta.get("command") or (
         f"taxbench leaderboard --results {results_dir}" + (f" --n-boot {n_boot}" if n_boot != 1000 else "")
         + (f" --seed {seed}" if seed else "") + (f" --code-version {pin}" if pin else ""))
-    machine = machine or meta.get("machine") or "; ".join(sorted(
-        {str(e.run.doc.get("versions", {}).get("platform", "unknown platform")) for e in lb.entries}))
+    machine = machine or meta.get("machine") or "; ".join(sorted({_machine(e.run.doc) for e in lb.entries}))
     generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     md_path, csv_path = out / "leaderboard.md", out / "leaderboard.csv"
     atomic_write_bytes(md_path, to_markdown(lb, command, machine, generated, str(results_dir),
