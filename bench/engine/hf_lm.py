@@ -34,10 +34,10 @@ prompt (samples or beams) decode against one copy of its keys and values
 sliding window, or the attention is soft-capped, each row gets its own copy instead), with
 buffers holding room for every new token (each step writes its keys and values in place,
 where a growing cache would copy itself), token by token with nucleus sampling
-(``bench.engine.nucleus``: each row's nucleus is sought among its top tokens, not by sorting the
-vocabulary).  Each prompt draws its uniforms from
-its own generator seeded by (spec.seed, prompt index), so continuations do not depend on
-batch composition.  Decoding stops when every row has emitted end-of-text.  Before
+(``bench.engine.nucleus``: each row's nucleus is sought among its top tokens, not by sorting
+the vocabulary).  Each prompt draws its uniforms from its own generator seeded by
+(spec.seed, prompt index), so continuations do not depend on batch composition.  Decoding
+stops when every row has emitted end-of-text.  Before
 ``spec.min_new_tokens`` end-of-text is masked as Hugging Face's min-length processor does:
 on the logits when sampling, on the log-softmax (not renormalised) in beam search; a combine
 step sees the variants' distributions renormalised without it (as Self-Debias's logits

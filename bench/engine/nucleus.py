@@ -14,8 +14,9 @@ is split into ``nb`` strided blocks of B tokens (block j: tokens j, j + nb, j + 
 largest tokens of a row lie in the k blocks with the largest maxima (an element outside them is below k
 block maxima, so below k other elements), so ``topk`` runs over the k blocks' B x k tokens only.  B is
 the power of two nearest sqrt(vocab / k), which balances the two top-k passes (over nb block maxima and
-over B x k tokens).  On the 2-core VM, with 300 rows of smollm2-135m's sampling logits (49,152 tokens):
-top-256 in 18.7 against 24.0 ms, and a whole ``nucleus`` step in 46 against 72 ms (5 steps).
+over B x k tokens).  On a 2-core VM (2026-12-07, processor not recorded), with 300 rows of smollm2-135m's
+sampling logits (49,152 tokens): top-256 in 18.7 against 24.0 ms, and a whole ``nucleus`` step in 46 against
+72 ms (5 steps).
 """
 from __future__ import annotations
 

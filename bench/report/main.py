@@ -44,8 +44,8 @@ def main(results_dir: str | Path = "results", out_dir: str | Path | None = None,
     (default results_dir).
 
     command / machine for the markdown header: arguments, else results_dir/leaderboard_meta.json
-    ({"command": ..., "machine": ..., "wall_time": ...}), else the leaderboard command and the runs' platforms and processors;
-    the header also sums the runs' own job times (``timings.total``).
+    ({"command": ..., "machine": ..., "wall_time": ...}), else the leaderboard command and the runs' platforms and
+    processors; the header also sums the runs' own job times (``timings.total``).
     Returns {"markdown": path, "csv": path, "site": path, "plots": [paths], "leaderboard": Leaderboard}."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < MIN_N_BOOT:
         raise ConfigError(f"--n-boot must be an integer >= {MIN_N_BOOT} (a 95% interval needs a resample in each "
