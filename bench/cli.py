@@ -4,6 +4,7 @@
     taxbench run -m [overrides]             a Hydra multirun (grid) over comma-separated values
     taxbench leaderboard [--results DIR]    results/runs/*.json -> leaderboard.{md,csv} + plots
     taxbench power [--results DIR] [--run ID] [--n N]   interval half-width / MDE / n needed per metric
+    taxbench reproduce REFERENCE RERUN      does a rerun's result file reproduce REFERENCE's metrics and records
 
 Bad input (an option, a file, a name) exits with status 2 and one line ``taxbench: error: ...`` on
 stderr naming it; a leaderboard input file it skips is one ``taxbench: warning: ...`` line.
@@ -104,9 +105,15 @@ def _power(argv: list[str]) -> int:
     return power_main(argv)
 
 
+def _reproduce(argv: list[str]) -> int:
+    from bench.report.reproduce import main as reproduce_main
+
+    return reproduce_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"run": _run, "leaderboard": _leaderboard, "power": _power}
+    commands = {"run": _run, "leaderboard": _leaderboard, "power": _power, "reproduce": _reproduce}
     if not argv or argv[0] not in commands:
         print(USAGE, file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

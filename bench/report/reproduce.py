@@ -1,0 +1,157 @@
+"""Does a rerun reproduce a result file?  Metric by metric and record by record.
+
+    taxbench reproduce REFERENCE RERUN [--n-boot 1000] [--seed 0]
+
+REFERENCE and RERUN are result files (``<results>/runs/<run_id>.json``) of one job: the same model
+weights, method and benchmark settings, run at other code, package versions or on another processor.
+Their ``numbers_config`` must agree wherever both have a field (a field only one of them has, e.g. an
+option added later, is listed, not refused); otherwise the files are of different jobs and the command
+stops with the first differing field.
+
+It prints, per metric, the two values, Δ = rerun − reference and its 95% paired bootstrap interval (the
+leaderboard's own: ``compare.paired_replicates`` over the example ids both files scored), and a status:
+
+- ``equal``: |Δ| <= ``FLOAT_NOISE`` (float32 rounding of one number);
+- ``within noise``: the interval holds 0 (the rerun moved the number by no more than resampling
+  examples would);
+- ``differs``: the interval excludes 0 (``bootstrap.excludes_zero``).
+
+and, per benchmark, how many of the shared example ids have records equal in every field (numbers exactly,
+texts exactly), how many differ in a text (sampled continuations), and the largest |Δ| of a numeric field.
+The exit status is 1 when some metric ``differs``, else 0.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import TaxbenchError
+from bench.report.bootstrap import FLOAT_NOISE, group_by_id
+from bench.report.compare import Change, compare_runs
+from bench.report.runs import Run, read_run
+
+
+def config_differences(reference: Any, rerun: Any, path: str = "") -> tuple[list[str], list[str]]:
+    """(fields whose values differ, fields only one side has), as dotted paths of two numbers configs."""
+    if isinstance(reference, dict) and isinstance(rerun, dict):
+        differ: list[str] = []
+        one_sided = [f"{path}{k}" for k in sorted(set(reference) ^ set(rerun))]
+        for k in sorted(set(reference) & set(rerun)):
+            d, o = config_differences(reference[k], rerun[k], f"{path}{k}.")
+            differ += d
+            one_sided += o
+        return differ, one_sided
+    return ([] if reference == rerun else [path.rstrip(".")]), []
+
+
+def metric_status(change: Change) -> str:
+    """``equal``, ``within noise`` or ``differs`` (module docstring)."""
+    delta = change.delta
+    if abs(delta.est) <= FLOAT_NOISE:
+        return "equal"
+    if math.isnan(delta.lo):
+        return "no interval"
+    return "differs" if delta.sig else "within noise"
+
+
+@dataclass(frozen=True)
+class RecordAgreement:
+    """How the records of one benchmark compare over the example ids both files hold."""
+
+    benchmark: str
+    shared: int  # example ids in both files
+    identical: int  # ids whose records are equal in every field
+    text_differs: int  # ids where some text field (e.g. a sampled continuation) differs
+    max_abs_diff: float  # largest |Δ| of a numeric field over the shared ids (0.0 when all equal)
+
+
+def _walk(a: Any, b: Any) -> tuple[bool, bool, float]:
+    """(equal, a text differs, max |Δ| of numbers) of two JSON values; a shape mismatch counts as a text
+    difference (the records are not of one form)."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a == b, a != b, 0.0
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if math.isnan(a) and math.isnan(b):
+            return True, False, 0.0
+        diff = abs(a - b)
+        return a == b, False, diff if math.isfinite(diff) else math.inf
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b, a != b, 0.0
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return False, True, 0.0
+        parts = [_walk(a[k], b[k]) for k in a]
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return False, True, 0.0
+        parts = [_walk(x, y) for x, y in zip(a, b)]
+    else:
+        return a == b, a != b, 0.0
+    return all(p[0] for p in parts), any(p[1] for p in parts), max((p[2] for p in parts), default=0.0)
+
+
+def record_agreement(benchmark: str, reference: Sequence[dict], rerun: Sequence[dict]) -> RecordAgreement:
+    """Compare the records of one benchmark id by id (an id's records in file order)."""
+    ref, new = group_by_id(reference), group_by_id(rerun)
+    ids = sorted(set(ref) & set(new))
+    identical = text = 0
+    worst = 0.0
+    for i in ids:
+        equal, text_differs, diff = _walk(ref[i], new[i])
+        identical += equal
+        text += text_differs
+        worst = max(worst, diff)
+    return RecordAgreement(benchmark, len(ids), identical, text, worst)
+
+
+def provenance(run: Run) -> str:
+    v = run.doc.get("versions", {})
+    return (f"code {v.get('code_version')} (git {str(v.get('git_commit'))[:10]}), torch {v.get('torch')}, "
+            f"transformers {v.get('transformers')}, cpu {v.get('cpu') or 'not recorded'}")
+
+
+def report(reference: Run, rerun: Run, n_boot: int, seed: int) -> tuple[str, bool]:
+    """The markdown report and whether some metric differs."""
+    differ, one_sided = config_differences(reference.doc.get("numbers_config", {}),
+                                           rerun.doc.get("numbers_config", {}))
+    if differ:
+        raise TaxbenchError(f"{rerun.path} is not a rerun of {reference.path}: numbers_config.{differ[0]} differs "
+                            f"({len(differ)} field(s) in all)")
+    lines = [f"# Reproduction of {reference.path.name} by {rerun.path.name}", "",
+             f"- Reference: {provenance(reference)}", f"- Rerun: {provenance(rerun)}"]
+    if one_sided:
+        lines.append(f"- Fields in one numbers_config only: {', '.join(one_sided)}")
+    changes = compare_runs(reference, rerun, n_boot, seed)
+    statuses = {k: metric_status(c) for k, c in changes.items()}
+    counts = {s: sum(v == s for v in statuses.values()) for s in ("equal", "within noise", "differs", "no interval")}
+    lines += [f"- Metrics: {len(changes)}; " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), "",
+              "| metric | reference | rerun | Δ | 95% interval of Δ | status |", "|---|---|---|---|---|---|"]
+    for key, c in changes.items():
+        d = c.delta
+        lines.append(f"| {key} | {c.base:.6g} | {c.value:.6g} | {d.est:+.3g} | [{d.lo:+.3g}, {d.hi:+.3g}] | "
+                     f"{statuses[key]} |")
+    lines += ["", "| benchmark | shared ids | identical records | a text differs | max abs Δ of a number |",
+              "|---|---|---|---|---|"]
+    for bench in sorted(set(reference.records) & set(rerun.records)):
+        a = record_agreement(bench, reference.records[bench], rerun.records[bench])
+        lines.append(f"| {bench} | {a.shared} | {a.identical} | {a.text_differs} | {a.max_abs_diff:.3g} |")
+    return "\n".join(lines) + "\n", counts["differs"] > 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="taxbench reproduce", description=__doc__.split("\n\n")[0])
+    parser.add_argument("reference", type=Path, help="result file to reproduce (runs/<run_id>.json)")
+    parser.add_argument("rerun", type=Path, help="result file of the rerun of the same job")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    args = parser.parse_args(argv)
+    for path in (args.reference, args.rerun):
+        if not path.is_file():
+            raise TaxbenchError(f"result file {path} does not exist")
+    text, differs = report(read_run(args.reference), read_run(args.rerun), args.n_boot, args.seed)
+    print(text, end="")
+    return 1 if differs else 0
