@@ -38,9 +38,11 @@ def rows(text: str) -> dict[str, str]:
 
 
 def test_identical_files_are_equal_in_every_metric_and_record(tmp_path):
-    ref = write_run(tmp_path / "a")
-    text, differs = report(read_run(ref), read_run(write_run(tmp_path / "b")), n_boot=200, seed=0)
+    ref = write_run(tmp_path / "a", numbers={**NUMBERS, "code_version": "0.1.0+aaaa"})
+    rerun = write_run(tmp_path / "b", numbers={**NUMBERS, "code_version": "0.1.0+bbbb"})  # other code: a rerun
+    text, differs = report(read_run(ref), read_run(rerun), n_boot=200, seed=0)
     assert not differs and rows(text)
+    assert "- Behind the bias reduction axis: 2 metrics, all equal" in text  # SS and CrowS in this fixture
     assert all(line.endswith(("| equal |", "| no interval |")) for line in rows(text).values())
     assert "| stereoset | 40 | 40 | 0 | 0 |" in text and "| toxicity | 40 | 40 | 0 | 0 |" in text
 
@@ -64,6 +66,8 @@ def test_flipped_decisions_differ_rounding_is_equal_and_one_value_is_noise(tmp_p
     text, differs = report(ref_run, new_run, n_boot=400, seed=0)
     assert differs
     assert rows(text)["stereoset/ss"].endswith("| differs |")
+    axis = next(line for line in text.splitlines() if line.startswith("- Behind the bias reduction axis"))
+    assert "stereoset/ss differs" in axis and "crows_pairs" not in axis  # the other bias metrics are equal
     assert rows(text)["toxicity/expected_max"].endswith("| within noise |")
     assert rows(text)["perplexity/wikitext2"].endswith("| equal |")
     perplexity = record_agreement("perplexity", ref_run.records["perplexity"], new_run.records["perplexity"])

@@ -122,6 +122,18 @@ def _column_order(runs: Sequence[Run]) -> tuple[dict[str, MetricSpec], dict[str,
     return specs, parents
 
 
+def axis_keys(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
+    """The metrics behind the alignment-tax axes, in column order: (bias reduction: whole-benchmark bias
+    metrics with a target; capability change: whole-benchmark truthfulness/knowledge/fluency metrics with
+    a direction, except NOT_IN_CAPABILITY)."""
+    specs, parents = _column_order(runs)
+    headline = [k for k in specs if k not in parents]
+    bias = [k for k in headline if specs[k].group == "bias" and specs[k].direction == "target"]
+    capability = [k for k in headline if specs[k].group in CAPABILITY and specs[k].direction != "target"
+                  and not k.startswith(NOT_IN_CAPABILITY)]
+    return bias, capability
+
+
 def build(results_dir: str | Path = "results", n_boot: int = 1000, seed: int = 0,
           bias_keys: Sequence[str] | None = None, capability_keys: Sequence[str] | None = None,
           pin: str | None = None, group_seeds: bool = True, rule: DegeneracyRule = DEFAULT_RULE) -> Leaderboard:
@@ -132,9 +144,7 @@ def build(results_dir: str | Path = "results", n_boot: int = 1000, seed: int = 0
     code version.  ``group_seeds``: runs differing only in seed form one row (``pool_seeds``: mean over
     seeds, two-level bootstrap interval, spread in ``Entry.spread``).  ``rule``: the degeneracy guard.
 
-    bias_keys default: whole-benchmark bias metrics with a target (SS, CrowS: points from 50, one scale);
-    capability_keys default: whole-benchmark truthfulness/knowledge/fluency metrics with a direction,
-    except NOT_IN_CAPABILITY."""
+    bias_keys, capability_keys default: ``axis_keys`` (SS, CrowS: points from 50, one scale)."""
     loaded = load_runs(results_dir, pin)
     runs = loaded.latest
     if not runs:
@@ -142,13 +152,9 @@ def build(results_dir: str | Path = "results", n_boot: int = 1000, seed: int = 0
                             + (f" at code version {pin}" if pin else ""))
     specs, parents = _column_order(runs)
     headline = set(specs) - set(parents)
-    if bias_keys is None:
-        bias_keys = [k for k in headline if specs[k].group == "bias" and specs[k].direction == "target"]
-    if capability_keys is None:
-        capability_keys = [k for k in headline if specs[k].group in CAPABILITY and specs[k].direction != "target"
-                           and not k.startswith(NOT_IN_CAPABILITY)]
-    bias_keys = [k for k in specs if k in bias_keys]  # column order
-    capability_keys = [k for k in specs if k in capability_keys]
+    default_bias, default_capability = axis_keys(runs)
+    bias_keys = [k for k in specs if k in (default_bias if bias_keys is None else bias_keys)]  # column order
+    capability_keys = [k for k in specs if k in (default_capability if capability_keys is None else capability_keys)]
     def context(r: Run, seed_: int | None = None) -> tuple:
         return r.model, r.doc.get("suite"), r.doc.get("seed") if seed_ is None else seed_, r.code_version
 

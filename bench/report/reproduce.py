@@ -3,13 +3,15 @@
     taxbench reproduce REFERENCE RERUN [--n-boot 1000] [--seed 0]
 
 REFERENCE and RERUN are result files (``<results>/runs/<run_id>.json``) of one job: the same model
-weights, method and benchmark settings, run at other code, package versions or on another processor.
-Their ``numbers_config`` must agree wherever both have a field (a field only one of them has, e.g. an
-option added later, is listed, not refused); otherwise the files are of different jobs and the command
-stops with the first differing field.
+weights, method, benchmark settings, data and seed, run at other code, package versions or on another
+processor.  Their ``numbers_config`` (the run id's input) must agree wherever both have a field, except
+``code_version``, which a reproduction may change; a field only one of them has (an option added later) is
+listed, not refused.  Otherwise the files are of different jobs and the command stops with the first
+differing field.
 
 It prints, per metric, the two values, Δ = rerun − reference and its 95% paired bootstrap interval (the
-leaderboard's own: ``compare.paired_replicates`` over the example ids both files scored), and a status:
+leaderboard's own: ``compare.paired_replicates`` over the example ids both files scored), and a status
+(also summarised for the metrics behind the leaderboard's two axes, ``leaderboard.axis_keys``):
 
 - ``equal``: |Δ| <= ``FLOAT_NOISE`` (float32 rounding of one number);
 - ``within noise``: the interval holds 0 (the rerun moved the number by no more than resampling
@@ -32,7 +34,10 @@ from typing import Any
 from bench.errors import TaxbenchError
 from bench.report.bootstrap import FLOAT_NOISE, group_by_id
 from bench.report.compare import Change, compare_runs
+from bench.report.leaderboard import axis_keys
 from bench.report.runs import Run, read_run
+
+MAY_DIFFER = ("code_version",)  # numbers_config fields a rerun of the same job may change
 
 
 def config_differences(reference: Any, rerun: Any, path: str = "") -> tuple[list[str], list[str]]:
@@ -116,8 +121,8 @@ def provenance(run: Run) -> str:
 
 def report(reference: Run, rerun: Run, n_boot: int, seed: int) -> tuple[str, bool]:
     """The markdown report and whether some metric differs."""
-    differ, one_sided = config_differences(reference.doc.get("numbers_config", {}),
-                                           rerun.doc.get("numbers_config", {}))
+    differ, one_sided = config_differences(*({k: v for k, v in r.doc.get("numbers_config", {}).items()
+                                              if k not in MAY_DIFFER} for r in (reference, rerun)))
     if differ:
         raise TaxbenchError(f"{rerun.path} is not a rerun of {reference.path}: numbers_config.{differ[0]} differs "
                             f"({len(differ)} field(s) in all)")
@@ -128,7 +133,13 @@ def report(reference: Run, rerun: Run, n_boot: int, seed: int) -> tuple[str, boo
     changes = compare_runs(reference, rerun, n_boot, seed)
     statuses = {k: metric_status(c) for k, c in changes.items()}
     counts = {s: sum(v == s for v in statuses.values()) for s in ("equal", "within noise", "differs", "no interval")}
-    lines += [f"- Metrics: {len(changes)}; " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), "",
+    lines.append(f"- Metrics: {len(changes)}; " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    bias, capability = axis_keys([reference])
+    for axis, keys in (("bias reduction", bias), ("capability change", capability)):
+        moved = [f"{k} {statuses[k]}" for k in keys if k in statuses and statuses[k] != "equal"]
+        lines.append(f"- Behind the {axis} axis: {sum(k in statuses for k in keys)} metrics, "
+                     + (", ".join(moved) if moved else "all equal"))
+    lines += ["",
               "| metric | reference | rerun | Δ | 95% interval of Δ | status |", "|---|---|---|---|---|---|"]
     for key, c in changes.items():
         d = c.delta
