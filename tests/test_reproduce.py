@@ -5,12 +5,17 @@ toxicity value stays within noise; a changed continuation counts as a text diffe
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bench.api.metrics import MetricSpec
+
 from bench.cli import main as cli
-from bench.report.reproduce import config_differences, record_agreement, report
+from bench.report.compare import Change
+from bench.report.reproduce import config_differences, record_agreement, relative_size, report
 from bench.report.runs import read_run
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results" / "runs" / "0818ef9223b8f46e.json"
@@ -34,7 +39,8 @@ def write_run(folder: Path, edit=None, metrics=None, numbers=NUMBERS) -> Path:
 
 def rows(text: str) -> dict[str, str]:
     """The report's metric rows by metric key."""
-    return {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ") and "/" in line}
+    return {line.split(" | ")[0][2:]: line for line in text.splitlines()
+            if line.startswith("| ") and "/" in line.split(" | ")[0]}
 
 
 def test_identical_files_are_equal_in_every_metric_and_record(tmp_path):
@@ -70,6 +76,9 @@ def test_flipped_decisions_differ_rounding_is_equal_and_one_value_is_noise(tmp_p
     assert "stereoset/ss differs" in axis and "crows_pairs" not in axis  # the other bias metrics are equal
     assert rows(text)["toxicity/expected_max"].endswith("| within noise |")
     assert rows(text)["perplexity/wikitext2"].endswith("| equal |")
+    assert float(rows(text)["stereoset/ss"].split(" | ")[5]) > 1  # SS -> 100: beyond the reference's interval
+    size = float(rows(text)["toxicity/expected_max"].split(" | ")[5])
+    assert 0 < size < 0.5  # one prompt's maximum moved by 0.01: a small part of the interval
     perplexity = record_agreement("perplexity", ref_run.records["perplexity"], new_run.records["perplexity"])
     assert (perplexity.identical, perplexity.text_differs) == (0, 0)
     assert perplexity.max_abs_diff == pytest.approx(1e-9, rel=0.5)
@@ -105,3 +114,13 @@ def test_cli_exit_status_and_refusal_of_another_job(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert cli(["reproduce", str(ref), str(tmp_path / "missing.json")]) == 2
     assert "missing.json does not exist" in capsys.readouterr().err
+
+
+def test_relative_size_is_the_move_in_half_widths_of_the_reference_interval():
+    spec = MetricSpec("x/acc", "knowledge", "higher", "")
+    reps = np.linspace(0.4, 0.6, 1001)  # 95% percentile interval [0.405, 0.595]: half-width 0.095
+    assert relative_size(Change(spec, 0.5, 0.6, (reps, reps + 0.1))) == pytest.approx(0.1 / 0.095)
+    flat = np.full(1001, 0.5)
+    assert relative_size(Change(spec, 0.5, 0.5, (flat, flat))) == 0.0
+    assert relative_size(Change(spec, 0.5, 0.7, (flat, flat + 0.2))) == math.inf
+    assert math.isnan(relative_size(Change(spec, 0.5, 0.7, None)))

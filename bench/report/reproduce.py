@@ -18,6 +18,13 @@ leaderboard's own: ``compare.paired_replicates`` over the example ids both files
   examples would);
 - ``differs``: the interval excludes 0 (``bootstrap.excludes_zero``).
 
+The status says whether a move is there, not whether it matters: a retrained model (float rounding changes
+the training run on another processor or at other code) moves every number a little and in one direction,
+which a paired interval can resolve.  How large a move is says ``|Δ| / hw``: |Δ| in half-widths of the
+reference value's own 95% interval (its examples resampled; ``relative_size``); the report gives the largest,
+over all metrics, over whole-benchmark metrics (not per-subset breakdowns) and over the metrics behind the
+two axes.
+
 and, per benchmark, how many of the shared example ids have records equal in every field (numbers exactly,
 texts exactly), how many differ in a text (sampled continuations), and the largest |Δ| of a numeric field.
 The exit status is 1 when some metric ``differs``, else 0.
@@ -31,8 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.api.metrics import breakdowns
 from bench.errors import TaxbenchError
-from bench.report.bootstrap import FLOAT_NOISE, group_by_id
+from bench.report.bootstrap import FLOAT_NOISE, group_by_id, percentile_interval
 from bench.report.compare import Change, compare_runs
 from bench.report.leaderboard import axis_keys
 from bench.report.runs import Run, read_run
@@ -61,6 +69,26 @@ def metric_status(change: Change) -> str:
     if math.isnan(delta.lo):
         return "no interval"
     return "differs" if delta.sig else "within noise"
+
+
+def relative_size(change: Change) -> float:
+    """|Δ| / half the 95% percentile interval of the reference value (``change.reps[0]``: its replicates
+    over the shared ids); NaN without replicates, inf for a move of a value whose interval has no width."""
+    if change.reps is None:
+        return math.nan
+    lo, hi = percentile_interval(change.reps[0])
+    size = abs(change.value - change.base)
+    if not math.isfinite(hi - lo):
+        return math.nan
+    return size / ((hi - lo) / 2) if hi > lo else (0.0 if size <= FLOAT_NOISE else math.inf)
+
+
+def _largest(sizes: dict[str, float], keys) -> str:
+    finite = {k: sizes[k] for k in keys if k in sizes and not math.isnan(sizes[k])}
+    if not finite:
+        return "–"
+    key = max(finite, key=finite.get)
+    return f"{finite[key]:.3g} ({key})"
 
 
 @dataclass(frozen=True)
@@ -139,12 +167,17 @@ def report(reference: Run, rerun: Run, n_boot: int, seed: int) -> tuple[str, boo
         moved = [f"{k} {statuses[k]}" for k in keys if k in statuses and statuses[k] != "equal"]
         lines.append(f"- Behind the {axis} axis: {sum(k in statuses for k in keys)} metrics, "
                      + (", ".join(moved) if moved else "all equal"))
-    lines += ["",
-              "| metric | reference | rerun | Δ | 95% interval of Δ | status |", "|---|---|---|---|---|---|"]
+    sizes = {k: relative_size(c) for k, c in changes.items()}
+    parents = breakdowns(reference.specs.values())
+    lines += [f"- Largest |Δ| / hw: {_largest(sizes, sizes)}; of a whole-benchmark metric: "
+              f"{_largest(sizes, [k for k in sizes if k not in parents])}; behind the axes: "
+              f"{_largest(sizes, bias + capability)}",
+              "", "| metric | reference | rerun | Δ | 95% interval of Δ | \\|Δ\\| / hw | status |",
+              "|---|---|---|---|---|---|---|"]
     for key, c in changes.items():
         d = c.delta
         lines.append(f"| {key} | {c.base:.6g} | {c.value:.6g} | {d.est:+.3g} | [{d.lo:+.3g}, {d.hi:+.3g}] | "
-                     f"{statuses[key]} |")
+                     f"{sizes[key]:.3g} | {statuses[key]} |")
     lines += ["", "| benchmark | shared ids | identical records | a text differs | max abs Δ of a number |",
               "|---|---|---|---|---|"]
     for bench in sorted(set(reference.records) & set(rerun.records)):
