@@ -4,6 +4,7 @@ resampling noise (``differs``), a 1e-9 shift of a number is float rounding (``eq
 toxicity value stays within noise; a changed continuation counts as a text difference."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -124,3 +125,45 @@ def test_relative_size_is_the_move_in_half_widths_of_the_reference_interval():
     assert relative_size(Change(spec, 0.5, 0.5, (flat, flat))) == 0.0
     assert relative_size(Change(spec, 0.5, 0.7, (flat, flat + 0.2))) == math.inf
     assert math.isnan(relative_size(Change(spec, 0.5, 0.7, None)))
+
+
+def test_a_results_folder_as_reference_finds_the_run_of_the_job(tmp_path, capsys):
+    write_run(tmp_path / "published", numbers={**NUMBERS, "code_version": "old"})
+    rerun = write_run(tmp_path / "b", numbers={**NUMBERS, "code_version": "new"})
+    assert cli(["reproduce", str(tmp_path / "published"), str(rerun)]) == 0
+    assert capsys.readouterr().out.startswith(f"# Reproduction of {FIXTURE.name} by {FIXTURE.name}")
+    other = write_run(tmp_path / "c", numbers={**NUMBERS, "seed": 1})
+    assert cli(["reproduce", str(tmp_path / "published"), str(other)]) == 2
+    assert "no run of the job of" in capsys.readouterr().err
+
+
+REPO = Path(__file__).resolve().parent.parent
+ROLES = {"published": REPO / "results" / "published" / "runs",
+         "snapshot_code": REPO / "results" / "reproduction" / "snapshot_code" / "runs",
+         "head": REPO / "results" / "reproduction" / "head" / "runs"}
+
+
+def reports_script():
+    spec = importlib.util.spec_from_file_location("reproduction_reports", REPO / "scripts" / "reproduction_reports.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_reproduction_table_is_the_committed_reports():
+    text = (REPO / "README.md").read_text()
+    start, end = "<!-- reproduction:start -->\n", "<!-- reproduction:end -->"
+    assert start in text and end in text, "README.md lacks the reproduction block"
+    block = text.split(start)[1].split(end)[0]
+    assert block == reports_script().readme_table()
+    assert block.count("\n") >= 2 + 3  # header, rule and at least one job's three reports
+
+
+def test_a_committed_report_is_what_the_command_prints():
+    path = REPO / "results" / "reproduction" / "reports" / "smollm2-135m_none_seed0.published_by_head.md"
+    committed = path.read_text()
+    reference, rerun = committed.splitlines()[0].removeprefix("# Reproduction of ").split(" by ")
+    ref_role, new_role = path.name.split(".")[1].split("_by_")
+    text, differs = report(read_run(ROLES[ref_role] / reference), read_run(ROLES[new_role] / rerun), 1000, 0)
+    assert text == committed
+    assert not differs  # as the committed report says: no metric differs

@@ -1,13 +1,14 @@
 """Does a rerun reproduce a result file?  Metric by metric and record by record.
 
     taxbench reproduce REFERENCE RERUN [--n-boot 1000] [--seed 0]
+    taxbench reproduce results/published results/runs/<run_id>.json    # finds the published run of that job
 
-REFERENCE and RERUN are result files (``<results>/runs/<run_id>.json``) of one job: the same model
-weights, method, benchmark settings, data and seed, run at other code, package versions or on another
-processor.  Their ``numbers_config`` (the run id's input) must agree wherever both have a field, except
-``code_version``, which a reproduction may change; a field only one of them has (an option added later) is
-listed, not refused.  Otherwise the files are of different jobs and the command stops with the first
-differing field.
+REFERENCE and RERUN are result files (``<results>/runs/<run_id>.json``) of one job: the same model weights,
+method, benchmark settings, data and seed, run at other code, package versions or on another processor.
+REFERENCE may be a results folder; its run of RERUN's job is then used (``find_job``).  The two
+``numbers_config`` (the run id's input) must agree wherever both have a field, except ``code_version``, which a
+reproduction may change; a field only one of them has (an option added later) is listed, not refused.
+Otherwise the files are of different jobs and the command stops with the first differing field.
 
 It prints, per metric, the two values, Δ = rerun − reference and its 95% paired bootstrap interval (the
 leaderboard's own: ``compare.paired_replicates`` over the example ids both files scored), and a status
@@ -18,16 +19,16 @@ leaderboard's own: ``compare.paired_replicates`` over the example ids both files
   examples would);
 - ``differs``: the interval excludes 0 (``bootstrap.excludes_zero``).
 
+Per benchmark, it counts the shared example ids whose records are equal in every field (numbers and texts
+exactly) and those where a text (a sampled continuation) differs, and gives the largest |Δ| of a numeric field.
+The exit status is 1 when some metric ``differs``, else 0.
+
 The status says whether a move is there, not whether it matters: a retrained model (float rounding changes
 the training run on another processor or at other code) moves every number a little and in one direction,
 which a paired interval can resolve.  How large a move is says ``|Δ| / hw``: |Δ| in half-widths of the
-reference value's own 95% interval (its examples resampled; ``relative_size``); the report gives the largest,
+reference value's own 95% interval (its examples resampled; ``relative_size``).  The report gives the largest
 over all metrics, over whole-benchmark metrics (not per-subset breakdowns) and over the metrics behind the
 two axes.
-
-and, per benchmark, how many of the shared example ids have records equal in every field (numbers exactly,
-texts exactly), how many differ in a text (sampled continuations), and the largest |Δ| of a numeric field.
-The exit status is 1 when some metric ``differs``, else 0.
 """
 from __future__ import annotations
 
@@ -61,6 +62,22 @@ def config_differences(reference: Any, rerun: Any, path: str = "") -> tuple[list
     return ([] if reference == rerun else [path.rstrip(".")]), []
 
 
+def job_config(run: Run) -> dict[str, Any]:
+    """What makes two result files runs of one job: the numbers_config without the MAY_DIFFER fields."""
+    return {k: v for k, v in run.doc.get("numbers_config", {}).items() if k not in MAY_DIFFER}
+
+
+def find_job(results_dir: Path, rerun: Run) -> Run:
+    """The run in ``results_dir/runs`` of the job ``rerun`` reran (same ``job_config``)."""
+    paths = sorted((results_dir / "runs").glob("*.json"))
+    for path in paths:
+        run = read_run(path)
+        if job_config(run) == job_config(rerun):
+            return run
+    raise TaxbenchError(f"no run of the job of {rerun.path} among the {len(paths)} result files of "
+                        f"{results_dir / 'runs'}")
+
+
 def metric_status(change: Change) -> str:
     """``equal``, ``within noise`` or ``differs`` (module docstring)."""
     delta = change.delta
@@ -88,7 +105,7 @@ def _largest(sizes: dict[str, float], keys) -> str:
     if not finite:
         return "–"
     key = max(finite, key=finite.get)
-    return f"{finite[key]:.3g} ({key})"
+    return f"{finite[key]:.3g} ({key})" if finite[key] > 0 else "0"
 
 
 @dataclass(frozen=True)
@@ -149,8 +166,7 @@ def provenance(run: Run) -> str:
 
 def report(reference: Run, rerun: Run, n_boot: int, seed: int) -> tuple[str, bool]:
     """The markdown report and whether some metric differs."""
-    differ, one_sided = config_differences(*({k: v for k, v in r.doc.get("numbers_config", {}).items()
-                                              if k not in MAY_DIFFER} for r in (reference, rerun)))
+    differ, one_sided = config_differences(job_config(reference), job_config(rerun))
     if differ:
         raise TaxbenchError(f"{rerun.path} is not a rerun of {reference.path}: numbers_config.{differ[0]} differs "
                             f"({len(differ)} field(s) in all)")
@@ -188,14 +204,17 @@ def report(reference: Run, rerun: Run, n_boot: int, seed: int) -> tuple[str, boo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="taxbench reproduce", description=__doc__.split("\n\n")[0])
-    parser.add_argument("reference", type=Path, help="result file to reproduce (runs/<run_id>.json)")
+    parser.add_argument("reference", type=Path, help="result file to reproduce (runs/<run_id>.json), or a results "
+                        "folder holding a run of RERUN's job")
     parser.add_argument("rerun", type=Path, help="result file of the rerun of the same job")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     args = parser.parse_args(argv)
     for path in (args.reference, args.rerun):
-        if not path.is_file():
+        if not path.is_file() and not (path is args.reference and path.is_dir()):
             raise TaxbenchError(f"result file {path} does not exist")
-    text, differs = report(read_run(args.reference), read_run(args.rerun), args.n_boot, args.seed)
+    rerun = read_run(args.rerun)
+    reference = find_job(args.reference, rerun) if args.reference.is_dir() else read_run(args.reference)
+    text, differs = report(reference, rerun, args.n_boot, args.seed)
     print(text, end="")
     return 1 if differs else 0
