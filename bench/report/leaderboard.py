@@ -122,11 +122,12 @@ def _column_order(runs: Sequence[Run]) -> tuple[dict[str, MetricSpec], dict[str,
     return specs, parents
 
 
-def axis_keys(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
+def axis_keys(runs: Sequence[Run], columns: tuple[dict[str, MetricSpec], dict[str, str]] | None = None
+              ) -> tuple[list[str], list[str]]:
     """The metrics behind the alignment-tax axes, in column order: (bias reduction: whole-benchmark bias
     metrics with a target; capability change: whole-benchmark truthfulness/knowledge/fluency metrics with
-    a direction, except NOT_IN_CAPABILITY)."""
-    specs, parents = _column_order(runs)
+    a direction, except NOT_IN_CAPABILITY).  ``columns``: the runs' ``_column_order``, when already made."""
+    specs, parents = columns or _column_order(runs)
     headline = [k for k in specs if k not in parents]
     bias = [k for k in headline if specs[k].group == "bias" and specs[k].direction == "target"]
     capability = [k for k in headline if specs[k].group in CAPABILITY and specs[k].direction != "target"
@@ -152,7 +153,7 @@ def build(results_dir: str | Path = "results", n_boot: int = 1000, seed: int = 0
                             + (f" at code version {pin}" if pin else ""))
     specs, parents = _column_order(runs)
     headline = set(specs) - set(parents)
-    default_bias, default_capability = axis_keys(runs)
+    default_bias, default_capability = axis_keys(runs, (specs, parents))
     bias_keys = [k for k in specs if k in (default_bias if bias_keys is None else bias_keys)]  # column order
     capability_keys = [k for k in specs if k in (default_capability if capability_keys is None else capability_keys)]
     def context(r: Run, seed_: int | None = None) -> tuple:
